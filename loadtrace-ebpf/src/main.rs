@@ -1,0 +1,20 @@
+//! loadtrace's kernel-side programs. One module per hook family; the maps they share live in
+//! `maps`, the per-thread state machine in `tasks`.
+#![no_std]
+#![no_main]
+// For the empty asm block that serves as a compiler barrier (see tasks.rs).
+#![feature(asm_experimental_arch)]
+
+mod maps;
+mod sched;
+mod tasks;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,47 @@
+//! Maps and read-only globals shared by the programs.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf},
+};
+use loadtrace_common::{Counters, TaskEntry, TaskLayout};
+
+/// Per-thread state and totals, keyed by thread id. Userspace sizes it at load time for the
+/// most threads the kernel can have at once; entries are allocated on first sight (no
+/// preallocation: memory follows the live threads, not the limit) and deleted at exit.
+#[map]
+pub static TASKS: HashMap<u32, TaskEntry> = HashMap::with_max_entries(32768, BPF_F_NO_PREALLOC);
+
+/// Final totals of exited threads. Userspace polls it; records are submitted without a
+/// wakeup so an exit storm does not also become a wakeup storm.
+#[map]
+pub static EXITS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// `task_struct` offsets for the running kernel, written by userspace before load. Read-only
+/// data, so the verifier knows the values and prunes the branches they rule out.
+#[unsafe(no_mangle)]
+static LAYOUT: TaskLayout = TaskLayout {
+    pid_offset: 0,
+    tgid_offset: 0,
+    state_offset: 0,
+    in_iowait_offset: 0,
+    in_iowait_mask: 0,
+    prev_state_arg: 1,
+    pcount_offset: 0,
+    _pad: 0,
+};
+
+#[inline(always)]
+pub fn layout() -> TaskLayout {
+    // Volatile: the compiler must not fold the placeholder values above into the code.
+    unsafe { core::ptr::read_volatile(&LAYOUT) }
+}
+
+#[inline(always)]
+pub fn counters() -> Option<&'static mut Counters> {
+    COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}

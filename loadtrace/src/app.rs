@@ -1,0 +1,141 @@
+//! The main loop: every interval, read the kernel side, account, and print.
+
+use std::{
+    io::Write as _,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+
+use crate::{
+    btf_layout,
+    cli::Args,
+    model::{
+        accounting::Accountant,
+        loadavg::Reconstructed,
+        process::{ProcessInterval, by_process},
+        verdict::verdict,
+    },
+    preflight, procfs,
+    tracer::{Tracer, monotonic_ns},
+    view::{self, Report},
+};
+
+/// How often the exit ring buffer is emptied. Records are submitted without wakeups, so
+/// this is what bounds its fill: 512 KiB holds about 5,000 exits, 50,000 a second.
+const EXIT_POLL: Duration = Duration::from_millis(100);
+
+pub async fn run(args: Args) -> Result<()> {
+    let interval = args.interval()?;
+    let duration = args.duration()?;
+    if let Some(pid) = args.pid
+        && !procfs::process_exists(pid)
+    {
+        bail!("no process with PID {pid}");
+    }
+    preflight::check()?;
+    let layout = btf_layout::resolve(std::path::Path::new(btf_layout::VMLINUX_BTF))?;
+    let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
+    let mut tracer = Tracer::start(&layout, max_threads)?;
+    // Totals run from here; the first interval starts here too, however long the seeding
+    // scan of /proc takes.
+    let attached_ns = monotonic_ns();
+    let start = Instant::now();
+    tracer.seed(&procfs::active_threads(), attached_ns);
+
+    let cpus = procfs::online_cpus();
+    let kernel = procfs::kernel_release();
+    let mut reconstructed = Reconstructed::starting_at(procfs::loadavg()?);
+    let mut accountant = Accountant::default();
+    let mut exits = Vec::new();
+    let mut last_ns = attached_ns;
+
+    let mut ticks = interval_at(start + interval, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut polls = interval_at(start + EXIT_POLL, EXIT_POLL);
+    let deadline = duration.map(|d| start + d);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+
+    loop {
+        tokio::select! {
+            _ = polls.tick() => tracer.drain_exits(&mut exits),
+            _ = ticks.tick() => {
+                tracer.drain_exits(&mut exits);
+                let now_ns = monotonic_ns();
+                let live = tracer.sweep()?;
+                let threads = accountant.interval(now_ns, exits.drain(..), live);
+                let interval_ns = now_ns - last_ns;
+                last_ns = now_ns;
+                let (summary, processes) = by_process(threads, interval_ns, procfs::comm);
+                reconstructed.advance(summary.figures.load(), interval_ns);
+                let counters = tracer.counters()?;
+                let shown = select(processes, &args);
+                let verdict = verdict(&summary.figures, cpus, &shown);
+                let report = Report {
+                    time: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
+                    cpus,
+                    kernel: &kernel,
+                    loadavg: procfs::loadavg()?,
+                    summary: &summary,
+                    reconstructed: reconstructed.averages(),
+                    lost: counters.map_full + counters.exits_lost,
+                    deferred: counters.exits_deferred,
+                    map_full: counters.map_full,
+                    switches: counters.switches,
+                    unseen_handovers: counters.unseen_handovers,
+                    verdict: &verdict,
+                    processes: &shown,
+                    thread_detail: args.pid.is_some(),
+                };
+                print(&report, args.json)?;
+                if let Some(pid) = args.pid && !procfs::process_exists(pid) {
+                    eprintln!("loadtrace: process {pid} has exited");
+                    return Ok(());
+                }
+                if deadline.is_some_and(|d| Instant::now() + interval / 2 > d) {
+                    return Ok(());
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = sigterm.recv() => return Ok(()),
+        }
+    }
+}
+
+/// The processes to show: one with `--pid` (its threads named from /proc), else the top N
+/// that did anything.
+fn select(processes: Vec<ProcessInterval>, args: &Args) -> Vec<ProcessInterval> {
+    if let Some(pid) = args.pid {
+        let mut shown: Vec<_> = processes.into_iter().filter(|p| p.pid == pid).collect();
+        for p in &mut shown {
+            for t in &mut p.thread_detail {
+                if t.comm.is_none() {
+                    t.comm = std::fs::read_to_string(format!("/proc/{pid}/task/{}/comm", t.tid))
+                        .ok()
+                        .map(|s| s.trim_end().to_owned());
+                }
+            }
+        }
+        return shown;
+    }
+    let active = processes.into_iter().filter(ProcessInterval::active);
+    if args.top == 0 {
+        active.collect()
+    } else {
+        active.take(args.top).collect()
+    }
+}
+
+fn print(report: &Report, json: bool) -> Result<()> {
+    let text = if json {
+        view::json::render(report) + "\n"
+    } else {
+        view::table::render(report) + "\n"
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}

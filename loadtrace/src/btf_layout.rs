@@ -1,0 +1,133 @@
+//! Finds, in the running kernel's BTF, where `task_struct` keeps the fields the kernel-side
+//! programs read, so that one build of those programs runs on every kernel.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use btf_rs::{Btf, Type};
+use loadtrace_common::TaskLayout;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+pub fn resolve(path: &Path) -> Result<TaskLayout> {
+    if !path.exists() {
+        bail!(
+            "{} is missing: this kernel was built without BTF (CONFIG_DEBUG_INFO_BTF=y), which \
+             loadtrace needs to find task_struct fields",
+            path.display()
+        );
+    }
+    let btf = Btf::from_file(path).with_context(|| format!("parsing {}", path.display()))?;
+    let task = find_struct(&btf, "task_struct")?;
+    let field = |name: &str| member_bit_offset(&btf, &task, name);
+
+    let pid = field("pid")?.ok_or_else(|| anyhow!("task_struct has no `pid`"))?;
+    let tgid = field("tgid")?.ok_or_else(|| anyhow!("task_struct has no `tgid`"))?;
+    // Renamed from `state` to `__state` in 5.14.
+    let state = match field("__state")? {
+        Some(off) => off,
+        None => field("state")?
+            .ok_or_else(|| anyhow!("task_struct has neither `__state` nor `state`"))?,
+    };
+    let in_iowait = field("in_iowait")?.ok_or_else(|| anyhow!("task_struct has no `in_iowait`"))?;
+    let pcount = match field("sched_info")? {
+        Some(info) => member_bit_offset(&btf, &find_struct(&btf, "sched_info")?, "pcount")?
+            .map(|off| (info + off) / 8),
+        None => None,
+    };
+
+    Ok(TaskLayout {
+        pid_offset: pid / 8,
+        tgid_offset: tgid / 8,
+        state_offset: state / 8,
+        in_iowait_offset: in_iowait / 8,
+        // Bitfields are allocated from the least significant bit on little-endian machines.
+        in_iowait_mask: 1 << (in_iowait % 8),
+        prev_state_arg: u32::from(sched_switch_has_prev_state(&btf)?),
+        pcount_offset: pcount.unwrap_or(0),
+        _pad: 0,
+    })
+}
+
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct> {
+    btf.resolve_types_by_name(name)
+        .with_context(|| format!("looking up `struct {name}` in BTF"))?
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("BTF has no definition of `struct {name}`"))
+}
+
+/// Bit offset of a member, looking through anonymous structs and unions (the kernel wraps
+/// fields in them, e.g. for struct randomisation).
+fn member_bit_offset(btf: &Btf, s: &btf_rs::Struct, name: &str) -> Result<Option<u32>> {
+    for m in &s.members {
+        let m_name = btf.resolve_name(m).unwrap_or_default();
+        if m_name == name {
+            return Ok(Some(m.bit_offset()));
+        }
+        if m_name.is_empty() {
+            let inner = match btf.resolve_chained_type(m)? {
+                Type::Struct(inner) | Type::Union(inner) => inner,
+                _ => continue,
+            };
+            if let Some(off) = member_bit_offset(btf, &inner, name)? {
+                return Ok(Some(m.bit_offset() + off));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// sched_switch gained a fourth argument, `prev_state`, in 5.18. The tracepoint's BTF typedef
+/// `btf_trace_sched_switch` is a pointer to `void (void *, bool, prev, next[, prev_state])`.
+fn sched_switch_has_prev_state(btf: &Btf) -> Result<bool> {
+    let Some(Type::Typedef(td)) = btf
+        .resolve_types_by_name("btf_trace_sched_switch")
+        .context("looking up btf_trace_sched_switch")?
+        .into_iter()
+        .next()
+    else {
+        bail!("BTF has no btf_trace_sched_switch: the sched_switch tracepoint is missing");
+    };
+    let mut t = btf.resolve_chained_type(&td)?;
+    while let Type::Ptr(p) = &t {
+        t = btf.resolve_chained_type(p)?;
+    }
+    match t {
+        Type::FuncProto(proto) => Ok(proto.parameters.len() >= 5),
+        other => bail!(
+            "btf_trace_sched_switch is a {}, not a function",
+            other.name()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs against this machine's kernel: every CI machine has BTF (the project needs it).
+    #[test]
+    fn resolves_the_running_kernel() {
+        let layout = resolve(Path::new(VMLINUX_BTF)).expect("BTF layout");
+        assert!(layout.pid_offset > 0 && layout.tgid_offset == layout.pid_offset + 4);
+        assert!(layout.in_iowait_mask.is_power_of_two() && layout.in_iowait_mask < 256);
+        assert_eq!(
+            layout.prev_state_arg, 1,
+            "kernels since 5.18 pass prev_state"
+        );
+        assert!(
+            layout.pcount_offset > layout.pid_offset / 2,
+            "sched_info.pcount found"
+        );
+    }
+
+    #[test]
+    fn missing_btf_is_a_clear_error() {
+        let err = resolve(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        assert!(err.to_string().contains("without BTF"), "{err}");
+    }
+}

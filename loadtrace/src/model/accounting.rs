@@ -1,0 +1,210 @@
+//! Turns successive readings of cumulative per-thread totals into per-interval deltas.
+
+use std::collections::HashMap;
+
+use loadtrace_common::TaskTotals;
+
+use super::thread::{ThreadReading, ThreadState, totals_delta};
+
+/// What one thread did during one interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInterval {
+    pub tid: u32,
+    pub tgid: u32,
+    pub delta: TaskTotals,
+    pub exited: bool,
+    pub comm: Option<String>,
+}
+
+/// How many intervals a thread that vanished from the map is remembered. Its exit record can
+/// arrive an interval after the entry disappeared (the record is read before the map), and
+/// the delta must then be taken against its last reading, not against zero.
+const GRACE_INTERVALS: u32 = 3;
+
+struct Last {
+    totals: TaskTotals,
+    /// Its final totals were accounted; later live readings of it are stale copies.
+    exited: bool,
+    unseen: u32,
+}
+
+/// Remembers each thread's last totals, keyed by (tid, birth) so a reused thread id starts
+/// from zero.
+#[derive(Default)]
+pub struct Accountant {
+    last: HashMap<(u32, u64), Last>,
+}
+
+impl Accountant {
+    /// Accounts one interval ending at `now_ns`: the exited threads (final totals) and the
+    /// live ones (totals so far).
+    pub fn interval(
+        &mut self,
+        now_ns: u64,
+        exited: impl IntoIterator<Item = ThreadReading>,
+        live: impl IntoIterator<Item = ThreadReading>,
+    ) -> Vec<ThreadInterval> {
+        for last in self.last.values_mut() {
+            last.unseen += 1;
+        }
+        let mut out = Vec::new();
+        for r in exited {
+            out.push(self.account(r, now_ns, true));
+        }
+        for r in live {
+            let exited = r.state == ThreadState::Exited;
+            let key = (r.tid, r.birth_ns);
+            if let Some(last) = self.last.get_mut(&key)
+                && last.exited
+            {
+                last.unseen = 0;
+                continue;
+            }
+            out.push(self.account(r, now_ns, exited));
+        }
+        self.last.retain(|_, last| last.unseen <= GRACE_INTERVALS);
+        out
+    }
+
+    fn account(&mut self, r: ThreadReading, now_ns: u64, exited: bool) -> ThreadInterval {
+        let now_totals = r.totals_at(now_ns);
+        let key = (r.tid, r.birth_ns);
+        let delta = match self.last.get(&key) {
+            Some(last) if last.exited => TaskTotals::default(),
+            Some(last) => totals_delta(&now_totals, &last.totals),
+            None => now_totals,
+        };
+        self.last.insert(
+            key,
+            Last {
+                totals: now_totals,
+                exited,
+                unseen: 0,
+            },
+        );
+        ThreadInterval {
+            tid: r.tid,
+            tgid: r.tgid,
+            delta,
+            exited,
+            comm: r.comm,
+        }
+    }
+
+    /// Threads currently remembered (for tests and memory accounting).
+    pub fn tracked(&self) -> usize {
+        self.last.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(tid: u32, birth: u64, state: ThreadState, since: u64, on_cpu: u64) -> ThreadReading {
+        ThreadReading {
+            tid,
+            tgid: tid,
+            birth_ns: birth,
+            state,
+            since_ns: since,
+            totals: TaskTotals {
+                on_cpu_ns: on_cpu,
+                ..Default::default()
+            },
+            comm: None,
+        }
+    }
+
+    fn exit(tid: u32, birth: u64, on_cpu: u64) -> ThreadReading {
+        ThreadReading {
+            comm: Some("short".into()),
+            ..live(tid, birth, ThreadState::Exited, 0, on_cpu)
+        }
+    }
+
+    #[test]
+    fn running_thread_is_charged_per_interval_including_its_open_state() {
+        let mut a = Accountant::default();
+        // On a CPU since t=100 with 50 ns accounted before that.
+        let r = live(1, 0, ThreadState::Running, 100, 50);
+        let d = a.interval(1_000, [], [r.clone()]);
+        assert_eq!(d[0].delta.on_cpu_ns, 50 + 900);
+        let d = a.interval(2_000, [], [r]);
+        assert_eq!(d[0].delta.on_cpu_ns, 1_000);
+    }
+
+    #[test]
+    fn exit_is_charged_against_the_last_reading() {
+        let mut a = Accountant::default();
+        a.interval(1_000, [], [live(1, 0, ThreadState::Running, 0, 0)]);
+        // Exited at 1_500 having run the whole time; the entry is gone from the map.
+        let d = a.interval(2_000, [exit(1, 0, 1_500)], []);
+        assert_eq!(d[0].delta.on_cpu_ns, 500);
+        assert!(d[0].exited);
+    }
+
+    #[test]
+    fn late_exit_record_still_uses_the_last_reading() {
+        let mut a = Accountant::default();
+        a.interval(1_000, [], [live(1, 0, ThreadState::Running, 0, 0)]);
+        // Entry vanished but its record only arrives one interval later.
+        assert!(a.interval(2_000, [], []).is_empty());
+        let d = a.interval(3_000, [exit(1, 0, 1_500)], []);
+        assert_eq!(d[0].delta.on_cpu_ns, 500);
+    }
+
+    #[test]
+    fn thread_born_and_dead_within_an_interval_counts_in_full() {
+        let mut a = Accountant::default();
+        let d = a.interval(1_000, [exit(7, 400, 300)], []);
+        assert_eq!(d[0].delta.on_cpu_ns, 300);
+        assert_eq!(d[0].comm.as_deref(), Some("short"));
+    }
+
+    #[test]
+    fn reused_thread_id_starts_from_zero() {
+        let mut a = Accountant::default();
+        a.interval(1_000, [], [live(5, 0, ThreadState::Sleeping, 0, 900)]);
+        let d = a.interval(
+            2_000,
+            [exit(5, 0, 900)],
+            [live(5, 1_500, ThreadState::Running, 1_500, 0)],
+        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].delta.on_cpu_ns, 0);
+        assert_eq!(d[1].delta.on_cpu_ns, 500);
+    }
+
+    #[test]
+    fn a_stale_live_copy_of_an_exited_thread_is_not_counted_twice() {
+        let mut a = Accountant::default();
+        let d = a.interval(
+            1_000,
+            [exit(3, 0, 700)],
+            [live(3, 0, ThreadState::Running, 0, 0)],
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].delta.on_cpu_ns, 700);
+    }
+
+    #[test]
+    fn deferred_exit_found_in_the_map_is_final() {
+        let mut a = Accountant::default();
+        let d = a.interval(1_000, [], [exit(3, 0, 700)]);
+        assert!(d[0].exited);
+        // Its exit record cannot come too, but if a copy shows up it adds nothing.
+        let d = a.interval(2_000, [exit(3, 0, 700)], []);
+        assert_eq!(d[0].delta.on_cpu_ns, 0);
+    }
+
+    #[test]
+    fn forgotten_after_the_grace_period() {
+        let mut a = Accountant::default();
+        a.interval(1_000, [], [live(1, 0, ThreadState::Sleeping, 0, 0)]);
+        for i in 0..=GRACE_INTERVALS {
+            a.interval(2_000 + u64::from(i), [], []);
+        }
+        assert_eq!(a.tracked(), 0);
+    }
+}

@@ -1,0 +1,143 @@
+//! One thread as read from the kernel: its totals so far and the state it is in now.
+
+use loadtrace_common::TaskTotals;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadState {
+    Running,
+    Runnable,
+    /// Load-counting uninterruptible sleep; `iowait` when slept in io_schedule.
+    Uninterruptible {
+        iowait: bool,
+    },
+    Sleeping,
+    /// Whereabouts unknown (left a CPU without a switch event): adds nothing until its next
+    /// event.
+    Unknown,
+    /// Gone: the totals are final.
+    Exited,
+}
+
+/// A reading of one thread's cumulative totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadReading {
+    pub tid: u32,
+    pub tgid: u32,
+    /// When the kernel side started tracking this thread; with `tid`, its identity.
+    pub birth_ns: u64,
+    pub state: ThreadState,
+    /// When `state` began.
+    pub since_ns: u64,
+    pub totals: TaskTotals,
+    /// The thread's name, known for exited threads (live ones are named from /proc).
+    pub comm: Option<String>,
+}
+
+impl ThreadReading {
+    /// Totals as of `now_ns`: the kernel adds a state's time when the state ends, so the state
+    /// still open at reading time is added here.
+    pub fn totals_at(&self, now_ns: u64) -> TaskTotals {
+        let mut t = self.totals;
+        let open = now_ns.saturating_sub(self.since_ns);
+        match self.state {
+            ThreadState::Running => t.on_cpu_ns += open,
+            ThreadState::Runnable => t.runqueue_ns += open,
+            ThreadState::Uninterruptible { iowait } => {
+                t.uninterruptible_ns += open;
+                if iowait {
+                    t.iowait_ns += open;
+                }
+            }
+            ThreadState::Sleeping => t.sleeping_ns += open,
+            ThreadState::Unknown | ThreadState::Exited => {}
+        }
+        t
+    }
+}
+
+/// `a - b` field by field. Totals only grow; a torn read may make one reading briefly run
+/// ahead of the next, and saturating keeps that from turning into a huge wrapped number.
+pub fn totals_delta(a: &TaskTotals, b: &TaskTotals) -> TaskTotals {
+    TaskTotals {
+        on_cpu_ns: a.on_cpu_ns.saturating_sub(b.on_cpu_ns),
+        runqueue_ns: a.runqueue_ns.saturating_sub(b.runqueue_ns),
+        uninterruptible_ns: a.uninterruptible_ns.saturating_sub(b.uninterruptible_ns),
+        iowait_ns: a.iowait_ns.saturating_sub(b.iowait_ns),
+        sleeping_ns: a.sleeping_ns.saturating_sub(b.sleeping_ns),
+        voluntary_switches: a.voluntary_switches.saturating_sub(b.voluntary_switches),
+        involuntary_switches: a
+            .involuntary_switches
+            .saturating_sub(b.involuntary_switches),
+    }
+}
+
+pub fn totals_add(a: &mut TaskTotals, b: &TaskTotals) {
+    a.on_cpu_ns += b.on_cpu_ns;
+    a.runqueue_ns += b.runqueue_ns;
+    a.uninterruptible_ns += b.uninterruptible_ns;
+    a.iowait_ns += b.iowait_ns;
+    a.sleeping_ns += b.sleeping_ns;
+    a.voluntary_switches += b.voluntary_switches;
+    a.involuntary_switches += b.involuntary_switches;
+}
+
+/// Time that counts toward the load average: on a CPU, waiting for one, or in D.
+pub fn load_ns(t: &TaskTotals) -> u64 {
+    t.on_cpu_ns + t.runqueue_ns + t.uninterruptible_ns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(state: ThreadState) -> ThreadReading {
+        ThreadReading {
+            tid: 10,
+            tgid: 10,
+            birth_ns: 0,
+            state,
+            since_ns: 1_000,
+            totals: TaskTotals {
+                on_cpu_ns: 5,
+                ..Default::default()
+            },
+            comm: None,
+        }
+    }
+
+    #[test]
+    fn open_state_is_added_to_its_own_bucket() {
+        let t = reading(ThreadState::Running).totals_at(1_500);
+        assert_eq!((t.on_cpu_ns, t.runqueue_ns), (505, 0));
+        let t = reading(ThreadState::Runnable).totals_at(1_500);
+        assert_eq!((t.on_cpu_ns, t.runqueue_ns), (5, 500));
+        let t = reading(ThreadState::Uninterruptible { iowait: true }).totals_at(1_500);
+        assert_eq!((t.uninterruptible_ns, t.iowait_ns), (500, 500));
+        let t = reading(ThreadState::Uninterruptible { iowait: false }).totals_at(1_500);
+        assert_eq!((t.uninterruptible_ns, t.iowait_ns), (500, 0));
+        let t = reading(ThreadState::Sleeping).totals_at(1_500);
+        assert_eq!((t.sleeping_ns, load_ns(&t)), (500, 5));
+        assert_eq!(reading(ThreadState::Exited).totals_at(1_500).on_cpu_ns, 5);
+    }
+
+    #[test]
+    fn a_reading_older_than_the_state_adds_nothing() {
+        assert_eq!(reading(ThreadState::Running).totals_at(900).on_cpu_ns, 5);
+    }
+
+    #[test]
+    fn delta_saturates() {
+        let a = TaskTotals {
+            on_cpu_ns: 3,
+            runqueue_ns: 10,
+            ..Default::default()
+        };
+        let b = TaskTotals {
+            on_cpu_ns: 5,
+            runqueue_ns: 4,
+            ..Default::default()
+        };
+        let d = totals_delta(&a, &b);
+        assert_eq!((d.on_cpu_ns, d.runqueue_ns), (0, 6));
+    }
+}

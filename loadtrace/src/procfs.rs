@@ -1,0 +1,128 @@
+//! What loadtrace reads from /proc and /sys: the kernel's own figures and process names.
+
+use std::{fs, path::Path};
+
+use anyhow::{Context as _, Result, anyhow};
+
+use crate::tracer::SeedTask;
+
+/// /proc/loadavg: the 1-, 5- and 15-minute averages.
+pub fn loadavg() -> Result<[f64; 3]> {
+    let text = fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    parse_loadavg(&text)
+}
+
+pub fn parse_loadavg(text: &str) -> Result<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    let mut avg = [0.0; 3];
+    for a in &mut avg {
+        *a = fields
+            .next()
+            .ok_or_else(|| anyhow!("/proc/loadavg is too short: {text:?}"))?
+            .with_context(|| format!("/proc/loadavg is not numbers: {text:?}"))?;
+    }
+    Ok(avg)
+}
+
+pub fn online_cpus() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
+}
+
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A process's name, or None once it is gone.
+pub fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_owned())
+}
+
+pub fn process_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The most threads the kernel can have at once: no more can be tracked at the same time.
+pub fn max_threads() -> u32 {
+    let read = |p: &str| -> Option<u32> { fs::read_to_string(p).ok()?.trim().parse().ok() };
+    let pid_max = read("/proc/sys/kernel/pid_max").unwrap_or(4_194_304);
+    let threads_max = read("/proc/sys/kernel/threads-max").unwrap_or(pid_max);
+    pid_max.min(threads_max).max(1024)
+}
+
+/// Threads that are runnable (R) or in uninterruptible sleep (D) right now.
+pub fn active_threads() -> Vec<SeedTask> {
+    let mut out = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for p in procs.flatten() {
+        let Some(tgid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A process can exit while it is being read: whatever is gone is skipped.
+        let Ok(tasks) = fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(t.path().join("stat")) else {
+                continue;
+            };
+            match stat_state(&stat) {
+                Some('R') => out.push(SeedTask {
+                    tid,
+                    tgid,
+                    runnable: true,
+                }),
+                Some('D') => out.push(SeedTask {
+                    tid,
+                    tgid,
+                    runnable: false,
+                }),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The state letter of a /proc/PID/stat line; the name before it may hold spaces and ')'.
+pub fn stat_state(stat: &str) -> Option<char> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().next()?.chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loadavg() {
+        let avg = parse_loadavg("0.52 0.31 0.12 2/345 6789\n").unwrap();
+        assert_eq!(avg, [0.52, 0.31, 0.12]);
+        assert!(parse_loadavg("0.5 x").is_err());
+        assert!(parse_loadavg("").is_err());
+    }
+
+    #[test]
+    fn state_survives_odd_names() {
+        assert_eq!(stat_state("12 (a) b) c) D 1 2 3"), Some('D'));
+        assert_eq!(stat_state("1 (init) S 0"), Some('S'));
+        assert_eq!(stat_state("garbage"), None);
+    }
+
+    #[test]
+    fn finds_this_thread_running() {
+        let me = std::process::id();
+        let seen = active_threads();
+        assert!(seen.iter().any(|t| t.tgid == me && t.runnable), "{seen:?}");
+    }
+}

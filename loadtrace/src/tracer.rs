@@ -1,0 +1,225 @@
+//! The kernel-facing part: loads and attaches the programs, and reads what they record.
+//! Thin on purpose; everything it reads is handed to the model as plain readings.
+
+use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
+
+use anyhow::{Context as _, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+};
+use loadtrace_common::{Counters, ExitRecord, TaskEntry, TaskLayout, state};
+
+use crate::{
+    map_batch,
+    model::thread::{ThreadReading, ThreadState},
+};
+
+/// Map update flag: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loadtrace"));
+
+/// (program, raw tracepoint) pairs, attached in this order.
+const SCHED_HOOKS: [(&str, &str); 3] = [
+    ("sched_wakeup_new", "sched_wakeup_new"),
+    ("sched_wakeup", "sched_wakeup"),
+    ("sched_switch", "sched_switch"),
+];
+
+/// A thread to start tracking at start-up: runnable, or in D, as /proc shows it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeedTask {
+    pub tid: u32,
+    pub tgid: u32,
+    pub runnable: bool,
+}
+
+pub struct Tracer {
+    // Holds the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    tasks: HashMap<MapData, u32, TaskEntry>,
+    tasks_fd: RawFd,
+    exits: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, Counters>,
+}
+
+/// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Tracer {
+    /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
+    /// threads, and attaches them.
+    pub fn start(layout: &TaskLayout, max_tasks: u32) -> Result<Self> {
+        let mut ebpf = EbpfLoader::new()
+            .override_global("LAYOUT", layout, true)
+            .map_max_entries("TASKS", max_tasks)
+            .load(PROGRAMS)
+            .context("loading the eBPF programs into the kernel")?;
+        for (prog, tracepoint) in SCHED_HOOKS {
+            let program: &mut RawTracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("program {prog} missing from the object"))?
+                .try_into()?;
+            program
+                .load()
+                .with_context(|| format!("verifying program {prog}"))?;
+            program
+                .attach(tracepoint)
+                .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
+        }
+        let tasks_map = take(&mut ebpf, "TASKS")?;
+        let tasks_fd = match &tasks_map {
+            Map::HashMap(data) => data.fd().as_fd().as_raw_fd(),
+            _ => return Err(anyhow!("TASKS is not a hash map")),
+        };
+        Ok(Self {
+            tasks: tasks_map.try_into()?,
+            tasks_fd,
+            exits: take(&mut ebpf, "EXITS")?.try_into()?,
+            counters: take(&mut ebpf, "COUNTERS")?.try_into()?,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// Starts tracking threads that were already runnable or in D when tracing began, from
+    /// `now_ns`: their earlier time is before the first interval anyway. Threads the
+    /// programs have seen since attaching are left alone.
+    pub fn seed(&mut self, tasks: &[SeedTask], now_ns: u64) {
+        for t in tasks {
+            let entry = TaskEntry {
+                tgid: t.tgid,
+                state: if t.runnable {
+                    state::RUNNABLE
+                } else {
+                    state::UNINTERRUPTIBLE
+                },
+                since_ns: now_ns,
+                birth_ns: now_ns,
+                ..TaskEntry::default()
+            };
+            // BPF_NOEXIST: an entry that exists is newer than what /proc said.
+            let _ = self.tasks.insert(t.tid, entry, BPF_NOEXIST);
+        }
+    }
+
+    /// Appends the exit records waiting in the ring buffer.
+    pub fn drain_exits(&mut self, out: &mut Vec<ThreadReading>) {
+        while let Some(item) = self.exits.next() {
+            if item.len() < size_of::<ExitRecord>() {
+                continue;
+            }
+            // SAFETY: the kernel side writes whole ExitRecords; read_unaligned copes with any
+            // alignment of the ring's data area.
+            let rec: ExitRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            out.push(ThreadReading {
+                tid: rec.tid,
+                tgid: rec.tgid,
+                birth_ns: rec.birth_ns,
+                state: ThreadState::Exited,
+                since_ns: rec.exit_ns,
+                totals: rec.totals,
+                comm: Some(comm_string(&rec.comm)),
+            });
+        }
+    }
+
+    /// Reads every tracked thread. Threads whose exit could not be sent (ring buffer full)
+    /// come back as exited and are removed from the map here.
+    pub fn sweep(&mut self) -> Result<Vec<ThreadReading>> {
+        let mut raw: Vec<(u32, TaskEntry)> = Vec::new();
+        match map_batch::lookup_all(self.tasks_fd, &mut raw) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                raw = self.tasks.iter().filter_map(Result::ok).collect();
+            }
+            Err(e) => return Err(e).context("reading the task map"),
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for (tid, mut entry) in raw {
+            if entry.seq % 2 == 1 {
+                // Caught mid-update: read that one entry again.
+                match self.reread(tid) {
+                    Some(e) => entry = e,
+                    None => continue,
+                }
+            }
+            let reading = reading(tid, &entry);
+            if reading.state == ThreadState::Exited {
+                let _ = self.tasks.remove(&tid);
+            }
+            out.push(reading);
+        }
+        Ok(out)
+    }
+
+    fn reread(&self, tid: u32) -> Option<TaskEntry> {
+        for _ in 0..8 {
+            let e = self.tasks.get(&tid, 0).ok()?;
+            if e.seq % 2 == 0 {
+                return Some(e);
+            }
+            std::hint::spin_loop();
+        }
+        None
+    }
+
+    /// The kernel side's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .context("reading the counters map")?;
+        let mut sum = Counters::default();
+        for c in per_cpu.iter() {
+            sum.switches += c.switches;
+            sum.wakeups += c.wakeups;
+            sum.exits_deferred += c.exits_deferred;
+            sum.map_full += c.map_full;
+            sum.exits_lost += c.exits_lost;
+            sum.unseen_handovers += c.unseen_handovers;
+        }
+        Ok(sum)
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))
+}
+
+fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
+    let state = match e.state {
+        state::RUNNING => ThreadState::Running,
+        state::RUNNABLE => ThreadState::Runnable,
+        state::UNINTERRUPTIBLE => ThreadState::Uninterruptible {
+            iowait: e.iowait != 0,
+        },
+        state::DEAD => ThreadState::Exited,
+        state::UNSEEN => ThreadState::Unknown,
+        _ => ThreadState::Sleeping,
+    };
+    ThreadReading {
+        tid,
+        tgid: e.tgid,
+        birth_ns: e.birth_ns,
+        state,
+        since_ns: e.since_ns,
+        totals: e.totals,
+        comm: (state == ThreadState::Exited).then(|| comm_string(&e.comm)),
+    }
+}
+
+pub fn comm_string(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}

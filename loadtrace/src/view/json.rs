@@ -1,0 +1,151 @@
+//! One JSON object per interval (NDJSON); the schema is documented in README.md.
+
+use serde::Serialize;
+
+use super::Report;
+use crate::model::{
+    accounting::ThreadInterval,
+    process::{LoadFigures, ProcessInterval},
+};
+
+#[derive(Serialize)]
+struct Interval<'a> {
+    time: f64,
+    interval_s: f64,
+    cpus: u32,
+    kernel: &'a str,
+    loadavg: [f64; 3],
+    load: Load,
+    lost: u64,
+    counters: CountersOut,
+    verdict: &'a str,
+    processes: Vec<Process<'a>>,
+}
+
+#[derive(Serialize)]
+struct Load {
+    total: f64,
+    runnable: f64,
+    on_cpu: f64,
+    runqueue: f64,
+    uninterruptible: f64,
+    reconstructed_1m: f64,
+    reconstructed_5m: f64,
+    reconstructed_15m: f64,
+}
+
+#[derive(Serialize)]
+struct CountersOut {
+    ringbuf_deferred: u64,
+    map_full: u64,
+    switches: u64,
+    unseen_handovers: u64,
+}
+
+#[derive(Serialize)]
+struct Process<'a> {
+    pid: u32,
+    comm: &'a str,
+    load: f64,
+    on_cpu: f64,
+    runqueue: f64,
+    uninterruptible: f64,
+    threads: u32,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_detail: Option<Vec<Thread<'a>>>,
+}
+
+#[derive(Serialize)]
+struct Thread<'a> {
+    tid: u32,
+    comm: Option<&'a str>,
+    exited: bool,
+    load: f64,
+    on_cpu: f64,
+    runqueue: f64,
+    uninterruptible: f64,
+    runnable_ns: u64,
+    on_cpu_ns: u64,
+    runqueue_ns: u64,
+    uninterruptible_ns: u64,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+}
+
+pub fn render(r: &Report) -> String {
+    let interval_ns = r.summary.interval_ns;
+    let f = &r.summary.figures;
+    let out = Interval {
+        time: r.time,
+        interval_s: interval_ns as f64 / 1e9,
+        cpus: r.cpus,
+        kernel: r.kernel,
+        loadavg: r.loadavg,
+        load: Load {
+            total: f.load(),
+            runnable: f.runnable(),
+            on_cpu: f.on_cpu,
+            runqueue: f.runqueue,
+            uninterruptible: f.uninterruptible,
+            reconstructed_1m: r.reconstructed[0],
+            reconstructed_5m: r.reconstructed[1],
+            reconstructed_15m: r.reconstructed[2],
+        },
+        lost: r.lost,
+        counters: CountersOut {
+            ringbuf_deferred: r.deferred,
+            map_full: r.map_full,
+            switches: r.switches,
+            unseen_handovers: r.unseen_handovers,
+        },
+        verdict: r.verdict,
+        processes: r
+            .processes
+            .iter()
+            .map(|p| process(p, r.thread_detail, interval_ns))
+            .collect(),
+    };
+    serde_json::to_string(&out).expect("plain data serialises")
+}
+
+fn process(p: &ProcessInterval, detail: bool, interval_ns: u64) -> Process<'_> {
+    Process {
+        pid: p.pid,
+        comm: &p.comm,
+        load: p.figures.load(),
+        on_cpu: p.figures.on_cpu,
+        runqueue: p.figures.runqueue,
+        uninterruptible: p.figures.uninterruptible,
+        threads: p.threads,
+        voluntary_switches: p.totals.voluntary_switches,
+        involuntary_switches: p.totals.involuntary_switches,
+        thread_detail: detail.then(|| {
+            p.thread_detail
+                .iter()
+                .map(|t| thread(t, interval_ns))
+                .collect()
+        }),
+    }
+}
+
+fn thread(t: &ThreadInterval, interval_ns: u64) -> Thread<'_> {
+    let d = &t.delta;
+    let f = LoadFigures::from_totals(d, interval_ns);
+    Thread {
+        tid: t.tid,
+        comm: t.comm.as_deref(),
+        exited: t.exited,
+        load: f.load(),
+        on_cpu: f.on_cpu,
+        runqueue: f.runqueue,
+        uninterruptible: f.uninterruptible,
+        runnable_ns: d.on_cpu_ns + d.runqueue_ns,
+        on_cpu_ns: d.on_cpu_ns,
+        runqueue_ns: d.runqueue_ns,
+        uninterruptible_ns: d.uninterruptible_ns,
+        voluntary_switches: d.voluntary_switches,
+        involuntary_switches: d.involuntary_switches,
+    }
+}

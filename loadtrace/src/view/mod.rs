@@ -1,0 +1,30 @@
+//! Views of one interval: the table for people, JSON for machines.
+
+pub mod json;
+pub mod table;
+
+use crate::model::process::{IntervalSummary, ProcessInterval};
+
+/// Everything a view shows about one interval.
+pub struct Report<'a> {
+    /// Wall-clock time at the end of the interval, seconds since the epoch.
+    pub time: f64,
+    pub cpus: u32,
+    pub kernel: &'a str,
+    pub loadavg: [f64; 3],
+    pub summary: &'a IntervalSummary,
+    pub reconstructed: [f64; 3],
+    /// Totals never delivered, cumulative.
+    pub lost: u64,
+    /// Exits delivered late (ring buffer full), cumulative; not lost.
+    pub deferred: u64,
+    pub map_full: u64,
+    pub switches: u64,
+    /// CPU handovers the kernel made without a switch event, cumulative (see the kernel side).
+    pub unseen_handovers: u64,
+    pub verdict: &'a str,
+    /// Already filtered and cut to what is to be shown.
+    pub processes: &'a [ProcessInterval],
+    /// Thread by thread (`--pid`).
+    pub thread_detail: bool,
+}

@@ -1,0 +1,76 @@
+//! The table an on-call engineer reads: a header that says how the box's load is made up and
+//! what it means, then one row per process (or per thread with `--pid`).
+
+use std::fmt::Write as _;
+
+use super::Report;
+use crate::model::process::LoadFigures;
+
+pub fn render(r: &Report) -> String {
+    let f = &r.summary.figures;
+    let mut s = String::new();
+    let secs = r.summary.interval_ns as f64 / 1e9;
+    let _ = writeln!(
+        s,
+        "loadavg {:.2} {:.2} {:.2}   reconstructed {:.2} {:.2} {:.2}   {} CPUs   interval {secs:.1}s   kernel {}",
+        r.loadavg[0],
+        r.loadavg[1],
+        r.loadavg[2],
+        r.reconstructed[0],
+        r.reconstructed[1],
+        r.reconstructed[2],
+        r.cpus,
+        r.kernel,
+    );
+    let _ = writeln!(
+        s,
+        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2}   lost {}{}",
+        f.load(),
+        f.runnable(),
+        f.on_cpu,
+        f.runqueue,
+        f.uninterruptible,
+        r.lost,
+        if r.deferred > 0 {
+            format!(" (late {})", r.deferred)
+        } else {
+            String::new()
+        },
+    );
+    let _ = writeln!(s, "{}", r.verdict);
+    let _ = writeln!(
+        s,
+        "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>5}",
+        if r.thread_detail { "TID" } else { "PID" },
+        "COMM",
+        "LOAD",
+        "CPU",
+        "RUNQ",
+        "D",
+        if r.thread_detail { "" } else { "THR" },
+    );
+    for p in r.processes {
+        if r.thread_detail {
+            for t in &p.thread_detail {
+                let tf = LoadFigures::from_totals(&t.delta, r.summary.interval_ns);
+                let name = t.comm.as_deref().unwrap_or(&p.comm);
+                row(&mut s, t.tid, name, &tf, "");
+            }
+        } else {
+            row(&mut s, p.pid, &p.comm, &p.figures, &p.threads.to_string());
+        }
+    }
+    s
+}
+
+fn row(s: &mut String, id: u32, comm: &str, f: &LoadFigures, last: &str) {
+    let comm: String = comm.chars().take(16).collect();
+    let _ = writeln!(
+        s,
+        "{id:>8} {comm:<16} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {last:>5}",
+        f.load(),
+        f.on_cpu,
+        f.runqueue,
+        f.uninterruptible,
+    );
+}

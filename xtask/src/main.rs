@@ -1,0 +1,51 @@
+//! Project tasks: `cargo xtask <command>`. Every command first makes sure the machine has what
+//! the build needs (see `setup`), so a fresh checkout needs nothing but rustup's toolchains.
+
+mod build;
+mod setup;
+mod test;
+mod vm;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test loadtrace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build needs (nightly rust-src, bpf-linker) when it is missing.
+    Setup,
+    /// Build loadtrace (release) and run it with the given arguments: `cargo xtask run -- --top 10`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: unit tests, integration tests on this kernel, then the VM tests on the
+    /// pinned kernels.
+    Test {
+        /// Skip the VM tests (for a quick local loop; CI never sets this).
+        #[arg(long)]
+        no_vm: bool,
+    },
+    /// Boot the pinned kernels under QEMU and run the integration tests inside them.
+    VmTest {
+        /// Which kernel: 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Setup => setup::ensure_toolchain(),
+        Command::Run { args } => build::run(&args),
+        Command::Test { no_vm } => test::run_all(!no_vm),
+        Command::VmTest { kernel } => vm::run(&kernel),
+    }
+}
