@@ -1,13 +1,16 @@
 //! Scheduler hooks: context switches and wakeups drive the per-thread state machine.
 //!
-//! Raw tracepoints: no trace record is built for them, which keeps the cost of every context
-//! switch on the machine down. The `task_struct` fields they read come at offsets resolved
-//! from the running kernel's BTF (see `maps::LAYOUT`), so one build runs on every kernel.
+//! BTF tracepoints: no trace record is built for them, and their arguments are typed
+//! pointers the verifier lets the programs read directly (a fault-safe load, no helper call),
+//! which keeps the cost of every context switch on the machine down. The `task_struct` fields
+//! come at offsets resolved from the running kernel's BTF and handed over as read-only globals
+//! (see `maps::LAYOUT`): known to the verifier, so it checks each load against `task_struct`
+//! itself, and one build runs on every kernel.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
 };
 use loadtrace_common::{
     Counters, TaskEntry,
@@ -21,8 +24,8 @@ use crate::{
 };
 
 #[inline(always)]
-fn read_u32(base: *const u8, offset: u32) -> u32 {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize) as *const u32) }.unwrap_or(0)
+fn read_u32(task: *const u8, offset: u32) -> u32 {
+    unsafe { core::ptr::read_volatile(task.add(offset as usize) as *const u32) }
 }
 
 /// 0 when the kernel has no `sched_info.pcount`: the check that uses it is then skipped.
@@ -33,13 +36,13 @@ fn read_pcount(task: *const u8) -> u32 {
 }
 
 #[inline(always)]
-fn read_u8(base: *const u8, offset: u32) -> u8 {
-    unsafe { bpf_probe_read_kernel(base.add(offset as usize)) }.unwrap_or(0)
+fn read_u8(task: *const u8, offset: u32) -> u8 {
+    unsafe { core::ptr::read_volatile(task.add(offset as usize)) }
 }
 
 /// `sched_switch(bool preempt, task *prev, task *next[, unsigned int prev_state])`.
-#[raw_tracepoint(tracepoint = "sched_switch")]
-pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
@@ -268,13 +271,13 @@ fn wake(task: *const u8, fresh: bool) -> i32 {
 }
 
 /// `sched_wakeup(task *p)`.
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
-pub fn sched_wakeup(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     wake(ctx.arg(0), false)
 }
 
 /// `sched_wakeup_new(task *p)`: a thread's first wakeup, right after fork or clone.
-#[raw_tracepoint(tracepoint = "sched_wakeup_new")]
-pub fn sched_wakeup_new(ctx: RawTracePointContext) -> i32 {
+#[btf_tracepoint(function = "sched_wakeup_new")]
+pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     wake(ctx.arg(0), true)
 }

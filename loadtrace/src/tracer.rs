@@ -5,9 +5,9 @@ use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::RawTracePoint,
+    programs::BtfTracePoint,
 };
 use loadtrace_common::{Counters, ExitRecord, TaskEntry, TaskLayout, state};
 
@@ -21,12 +21,9 @@ const BPF_NOEXIST: u64 = 1;
 
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loadtrace"));
 
-/// (program, raw tracepoint) pairs, attached in this order.
-const SCHED_HOOKS: [(&str, &str); 3] = [
-    ("sched_wakeup_new", "sched_wakeup_new"),
-    ("sched_wakeup", "sched_wakeup"),
-    ("sched_switch", "sched_switch"),
-];
+/// Programs on the tracepoints of the same name, attached in this order: wakeups first, so
+/// that no switch-in is seen before the wakeup that preceded it could have been.
+const SCHED_HOOKS: [&str; 3] = ["sched_wakeup_new", "sched_wakeup", "sched_switch"];
 
 /// A thread to start tracking at start-up: runnable, or in D, as /proc shows it.
 #[derive(Clone, Copy, Debug)]
@@ -65,17 +62,18 @@ impl Tracer {
             .map_max_entries("TASKS", max_tasks)
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
-        for (prog, tracepoint) in SCHED_HOOKS {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(prog)
-                .ok_or_else(|| anyhow!("program {prog} missing from the object"))?
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        for name in SCHED_HOOKS {
+            let program: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
                 .try_into()?;
             program
-                .load()
-                .with_context(|| format!("verifying program {prog}"))?;
+                .load(name, &btf)
+                .with_context(|| format!("verifying program {name}"))?;
             program
-                .attach(tracepoint)
-                .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
+                .attach()
+                .with_context(|| format!("attaching to BTF tracepoint {name}"))?;
         }
         let tasks_map = take(&mut ebpf, "TASKS")?;
         let tasks_fd = match &tasks_map {
