@@ -38,6 +38,15 @@ pub async fn run(args: Args) -> Result<()> {
     let layout = btf_layout::resolve(std::path::Path::new(btf_layout::VMLINUX_BTF))?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
     let mut tracer = Tracer::start(&layout, max_threads)?;
+    // Held for the whole run: statistics stay on while the descriptor is open.
+    let _stats = if args.bpf_stats {
+        Some(
+            aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                .context("turning on BPF run-time statistics")?,
+        )
+    } else {
+        None
+    };
     // Totals run from here; the first interval starts here too, however long the seeding
     // scan of /proc takes.
     let attached_ns = monotonic_ns();
@@ -72,6 +81,7 @@ pub async fn run(args: Args) -> Result<()> {
                 reconstructed.advance(summary.figures.load(), interval_ns);
                 let counters = tracer.counters()?;
                 let shown = select(processes, &args);
+                let costs = args.bpf_stats.then(|| tracer.program_costs());
                 let verdict = verdict(&summary.figures, cpus, &shown);
                 let report = Report {
                     time: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
@@ -88,6 +98,7 @@ pub async fn run(args: Args) -> Result<()> {
                     verdict: &verdict,
                     processes: &shown,
                     thread_detail: args.pid.is_some(),
+                    program_costs: costs.as_deref(),
                 };
                 print(&report, args.json)?;
                 if let Some(pid) = args.pid && !procfs::process_exists(pid) {

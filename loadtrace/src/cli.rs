@@ -34,6 +34,11 @@ pub struct Args {
     /// Most threads tracked at once (default: the kernel's own limit, min(pid_max, threads-max)).
     #[arg(long, value_name = "N")]
     pub max_threads: Option<u32>,
+
+    /// Have the kernel time loadtrace's own programs while it runs (BPF_ENABLE_STATS) and
+    /// report their cost per run. The timing itself adds a little to every run.
+    #[arg(long)]
+    pub bpf_stats: bool,
 }
 
 impl Args {

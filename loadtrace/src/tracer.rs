@@ -33,9 +33,17 @@ pub struct SeedTask {
     pub runnable: bool,
 }
 
+/// What the kernel measured of one program (with BPF statistics on).
+#[derive(Clone, Debug)]
+pub struct ProgramCost {
+    pub name: &'static str,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
 pub struct Tracer {
     // Holds the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     tasks: HashMap<MapData, u32, TaskEntry>,
     tasks_fd: RawFd,
     exits: RingBuf<MapData>,
@@ -85,7 +93,7 @@ impl Tracer {
             tasks_fd,
             exits: take(&mut ebpf, "EXITS")?.try_into()?,
             counters: take(&mut ebpf, "COUNTERS")?.try_into()?,
-            _ebpf: ebpf,
+            ebpf,
         })
     }
 
@@ -169,6 +177,21 @@ impl Tracer {
             std::hint::spin_loop();
         }
         None
+    }
+
+    /// Cumulative run counts and times of the programs (zero unless BPF statistics are on).
+    pub fn program_costs(&self) -> Vec<ProgramCost> {
+        SCHED_HOOKS
+            .iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some(ProgramCost {
+                    name,
+                    runs: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect()
     }
 
     /// The kernel side's counters, summed over CPUs.

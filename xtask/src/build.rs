@@ -31,6 +31,20 @@ pub fn build_loadtrace() -> Result<PathBuf> {
     Ok(root.join("target/release/loadtrace"))
 }
 
+/// Builds the workload generator the tests and benchmarks drive, and returns its path.
+pub fn build_workload() -> Result<PathBuf> {
+    let root = workspace_root();
+    setup::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "--package",
+        "loadtrace-tests",
+        "--bin",
+        "lt-workload",
+    ]))?;
+    Ok(root.join("target/release/lt-workload"))
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let bin = build_loadtrace()?;
     let status = Command::new(&bin)

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask <command>`. Every command first makes sure the machine has what
 //! the build needs (see `setup`), so a fresh checkout needs nothing but rustup's toolchains.
 
+mod bench;
 mod build;
 mod setup;
 mod test;
@@ -32,6 +33,15 @@ enum Command {
         #[arg(long)]
         no_vm: bool,
     },
+    /// Measure what tracing costs per context switch against an untraced run and bpftrace.
+    Bench {
+        /// Rounds of each mode (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds of ping-pong per round.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+    },
     /// Boot the pinned kernels under QEMU and run the integration tests inside them.
     VmTest {
         /// Which kernel: 6.1, 6.12 or all.
@@ -46,6 +56,7 @@ fn main() -> Result<()> {
         Command::Setup => setup::ensure_toolchain(),
         Command::Run { args } => build::run(&args),
         Command::Test { no_vm } => test::run_all(!no_vm),
+        Command::Bench { rounds, secs } => bench::run(&bench::Options { rounds, secs }),
         Command::VmTest { kernel } => vm::run(&kernel),
     }
 }

@@ -19,7 +19,17 @@ struct Interval<'a> {
     lost: u64,
     counters: CountersOut,
     verdict: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    programs: Option<Vec<ProgramOut>>,
     processes: Vec<Process<'a>>,
+}
+
+#[derive(Serialize)]
+struct ProgramOut {
+    name: &'static str,
+    runs: u64,
+    run_time_ns: u64,
+    ns_per_run: f64,
 }
 
 #[derive(Serialize)]
@@ -101,6 +111,17 @@ pub fn render(r: &Report) -> String {
             unseen_handovers: r.unseen_handovers,
         },
         verdict: r.verdict,
+        programs: r.program_costs.map(|costs| {
+            costs
+                .iter()
+                .map(|c| ProgramOut {
+                    name: c.name,
+                    runs: c.runs,
+                    run_time_ns: c.run_time_ns,
+                    ns_per_run: c.run_time_ns as f64 / c.runs.max(1) as f64,
+                })
+                .collect()
+        }),
         processes: r
             .processes
             .iter()

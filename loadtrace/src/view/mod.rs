@@ -3,7 +3,10 @@
 pub mod json;
 pub mod table;
 
-use crate::model::process::{IntervalSummary, ProcessInterval};
+use crate::{
+    model::process::{IntervalSummary, ProcessInterval},
+    tracer::ProgramCost,
+};
 
 /// Everything a view shows about one interval.
 pub struct Report<'a> {
@@ -27,4 +30,6 @@ pub struct Report<'a> {
     pub processes: &'a [ProcessInterval],
     /// Thread by thread (`--pid`).
     pub thread_detail: bool,
+    /// Present with `--bpf-stats`.
+    pub program_costs: Option<&'a [ProgramCost]>,
 }

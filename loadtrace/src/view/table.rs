@@ -38,6 +38,20 @@ pub fn render(r: &Report) -> String {
         },
     );
     let _ = writeln!(s, "{}", r.verdict);
+    if let Some(costs) = r.program_costs {
+        let parts: Vec<String> = costs
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {:.0} ns x {}",
+                    c.name,
+                    c.run_time_ns as f64 / c.runs.max(1) as f64,
+                    c.runs
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "programs: {}", parts.join(", "));
+    }
     let _ = writeln!(
         s,
         "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>5}",
