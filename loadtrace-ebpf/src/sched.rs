@@ -70,7 +70,16 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     if prev_tid != 0 {
         let tgid = (pid_tgid >> 32) as u32;
-        switch_out(prev, prev_tid, tgid, preempt != 0, prev_state, now, cpu_busy_since, counters);
+        switch_out(
+            prev,
+            prev_tid,
+            tgid,
+            preempt != 0,
+            prev_state,
+            now,
+            cpu_busy_since,
+            counters,
+        );
     }
     let next_tid = read_u32(next, l.pid_offset);
     counters.curr_tid = next_tid as u64;

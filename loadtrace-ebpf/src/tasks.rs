@@ -15,14 +15,14 @@ use crate::maps::{EXITS, TASKS};
 
 #[inline(always)]
 pub fn lookup(tid: u32) -> Option<&'static mut TaskEntry> {
-    TASKS.get_ptr_mut(&tid).map(|p| unsafe { &mut *p })
+    TASKS.get_ptr_mut(tid).map(|p| unsafe { &mut *p })
 }
 
 /// Starts tracking a thread first seen now. Failure means the map is full: counted, and the
 /// thread's time is lost until an entry frees up.
 #[inline(always)]
 pub fn insert(tid: u32, entry: &TaskEntry, counters: &mut Counters) {
-    if TASKS.insert(&tid, entry, BPF_NOEXIST as u64).is_err() {
+    if TASKS.insert(tid, entry, BPF_NOEXIST as u64).is_err() {
         counters.map_full += 1;
     }
 }
@@ -63,7 +63,7 @@ pub fn end_update(e: &mut TaskEntry) {
 pub fn send_exit(tid: u32, e: &mut TaskEntry, now: u64, counters: &mut Counters) {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     if emit(tid, e.tgid, comm, e.birth_ns, now, &e.totals) {
-        let _ = TASKS.remove(&tid);
+        let _ = TASKS.remove(tid);
     } else {
         counters.exits_deferred += 1;
         begin_update(e);
