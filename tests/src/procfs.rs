@@ -1,0 +1,268 @@
+//! The kernel's own accounting, read from /proc: the oracles loadtrace is checked against.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+
+use anyhow::{Context, Result, ensure};
+
+/// PF_KTHREAD in a task's flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// A thread's /proc/<pid>/task/<tid>/schedstat: the scheduler's exact totals since the
+/// thread started (CONFIG_SCHED_INFO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedstat {
+    /// Time on a CPU (sum_exec_runtime).
+    pub exec_ns: u64,
+    /// Time runnable but waiting in a run queue.
+    pub run_delay_ns: u64,
+    /// Number of times it was put on a CPU.
+    pub timeslices: u64,
+}
+
+impl Schedstat {
+    /// Time running or waiting to run: what the thread added to nr_running.
+    pub fn runnable_ns(&self) -> u64 {
+        self.exec_ns + self.run_delay_ns
+    }
+}
+
+pub fn schedstat(pid: u32, tid: u32) -> Result<Schedstat> {
+    let path = format!("/proc/{pid}/task/{tid}/schedstat");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_schedstat(&text).with_context(|| format!("parsing {path}: {text:?}"))
+}
+
+pub fn parse_schedstat(text: &str) -> Result<Schedstat> {
+    let fields: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("a field is not a number")?;
+    ensure!(
+        fields.len() == 3,
+        "expected 3 fields, found {}",
+        fields.len()
+    );
+    Ok(Schedstat {
+        exec_ns: fields[0],
+        run_delay_ns: fields[1],
+        timeslices: fields[2],
+    })
+}
+
+/// The sum of the schedstat of every thread `pid` has now.
+pub fn process_schedstat(pid: u32) -> Result<Schedstat> {
+    let mut sum = Schedstat::default();
+    for tid in threads(pid)? {
+        let s = schedstat(pid, tid)?;
+        sum.exec_ns += s.exec_ns;
+        sum.run_delay_ns += s.run_delay_ns;
+        sum.timeslices += s.timeslices;
+    }
+    Ok(sum)
+}
+
+/// The thread ids of process `pid`.
+pub fn threads(pid: u32) -> Result<Vec<u32>> {
+    let dir = format!("/proc/{pid}/task");
+    numeric_entries(&dir)
+}
+
+/// The pids of every process (and kernel thread) on the system.
+pub fn pids() -> Result<Vec<u32>> {
+    numeric_entries("/proc")
+}
+
+fn numeric_entries(dir: &str) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {dir}"))? {
+        let entry = entry.with_context(|| format!("listing {dir}"))?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// /proc/loadavg's three averages.
+pub fn loadavg() -> Result<[f64; 3]> {
+    let text = fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    parse_loadavg(&text).with_context(|| format!("parsing /proc/loadavg: {text:?}"))
+}
+
+pub fn parse_loadavg(text: &str) -> Result<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    let mut next = || -> Result<f64> { Ok(fields.next().context("too few fields")??) };
+    Ok([next()?, next()?, next()?])
+}
+
+/// The total number of context switches since boot (/proc/stat `ctxt`).
+pub fn context_switches() -> Result<u64> {
+    let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_ctxt(&text).context("parsing /proc/stat")
+}
+
+pub fn parse_ctxt(text: &str) -> Result<u64> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ctxt "))
+        .context("no ctxt line")?;
+    line.trim()
+        .parse()
+        .with_context(|| format!("bad ctxt value {line:?}"))
+}
+
+/// The fields of /proc/<pid>/stat the tests use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskStat {
+    pub comm: String,
+    /// R, S, D, I, Z, ...
+    pub state: char,
+    pub flags: u64,
+}
+
+impl TaskStat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+pub fn task_stat(pid: u32) -> Result<TaskStat> {
+    read_stat(&format!("/proc/{pid}/stat"))
+}
+
+pub fn thread_stat(pid: u32, tid: u32) -> Result<TaskStat> {
+    read_stat(&format!("/proc/{pid}/task/{tid}/stat"))
+}
+
+fn read_stat(path: &str) -> Result<TaskStat> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    parse_stat(&text).with_context(|| format!("parsing {path}: {text:?}"))
+}
+
+/// Parses `pid (comm) state ppid pgrp session tty_nr tpgid flags ...`. The comm may
+/// hold spaces and parentheses, so it runs to the last ')'.
+pub fn parse_stat(text: &str) -> Result<TaskStat> {
+    let open = text.find('(').context("no '(' before comm")?;
+    let close = text.rfind(')').context("no ')' after comm")?;
+    let comm = text
+        .get(open + 1..close)
+        .context("')' before '('")?
+        .to_owned();
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    ensure!(fields.len() > 6, "too few fields after comm");
+    let state = fields[0].chars().next().context("empty state")?;
+    let flags = fields[6]
+        .parse()
+        .with_context(|| format!("bad flags {:?}", fields[6]))?;
+    Ok(TaskStat { comm, state, flags })
+}
+
+/// Kernel threads now in state `state` (e.g. 'I', idle). Tasks that exit while the
+/// list is read are left out.
+pub fn kernel_threads_in_state(state: char) -> Result<BTreeSet<u32>> {
+    let mut found = BTreeSet::new();
+    for pid in pids()? {
+        if let Ok(stat) = task_stat(pid)
+            && stat.is_kernel_thread()
+            && stat.state == state
+        {
+            found.insert(pid);
+        }
+    }
+    Ok(found)
+}
+
+/// Watches the states of some tasks from a thread of its own, reading /proc/<pid>/stat
+/// over and over, to learn which states each one passed through while a test ran.
+pub struct StateWatch {
+    stop: Arc<AtomicBool>,
+    sampler: JoinHandle<StatesSeen>,
+}
+
+/// Every state each watched task was seen in, and how many times they were all read.
+#[derive(Debug, Default)]
+pub struct StatesSeen {
+    pub states: BTreeMap<u32, BTreeSet<char>>,
+    pub sweeps: u64,
+}
+
+impl StateWatch {
+    pub fn start(pids: BTreeSet<u32>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let sampler = thread::spawn(move || {
+            let mut seen = StatesSeen::default();
+            // No pause between sweeps: the point is to catch short sleeps.
+            while !stopping.load(Ordering::Relaxed) {
+                for &pid in &pids {
+                    if let Ok(stat) = task_stat(pid) {
+                        seen.states.entry(pid).or_default().insert(stat.state);
+                    }
+                }
+                seen.sweeps += 1;
+            }
+            seen
+        });
+        Self { stop, sampler }
+    }
+
+    pub fn finish(self) -> Result<StatesSeen> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler
+            .join()
+            .map_err(|_| anyhow::anyhow!("the state sampler panicked"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_fields() {
+        let s = parse_schedstat("976502609 1025120588 243\n").unwrap();
+        assert_eq!(
+            (s.exec_ns, s.run_delay_ns, s.timeslices),
+            (976502609, 1025120588, 243)
+        );
+        assert_eq!(s.runnable_ns(), 2001623197);
+        assert!(parse_schedstat("1 2\n").is_err());
+    }
+
+    #[test]
+    fn loadavg_fields() {
+        assert_eq!(
+            parse_loadavg("1.41 0.70 0.32 2/92 11624\n").unwrap(),
+            [1.41, 0.70, 0.32]
+        );
+        assert!(parse_loadavg("1.41\n").is_err());
+    }
+
+    #[test]
+    fn ctxt_line() {
+        let stat = "cpu  1 2 3\nintr 5 6\nctxt 1275398\nbtime 17637\n";
+        assert_eq!(parse_ctxt(stat).unwrap(), 1275398);
+        assert!(parse_ctxt("cpu 1 2\n").is_err());
+    }
+
+    #[test]
+    fn stat_with_awkward_comm() {
+        let text = "42 (a) b (c)) I 2 0 0 0 -1 2129984 0 0 0 0\n";
+        let stat = parse_stat(text).unwrap();
+        assert_eq!(stat.comm, "a) b (c)");
+        assert_eq!(stat.state, 'I');
+        assert!(stat.is_kernel_thread());
+        let user = parse_stat("7 (bash) S 1 7 7 34816 7 4194304 0\n").unwrap();
+        assert!(!user.is_kernel_thread());
+    }
+}
