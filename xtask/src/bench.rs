@@ -116,9 +116,16 @@ fn measure(
         Mode::Bpftrace => Some(Tracer::bpftrace()?),
     };
     // The tracer's cumulative switch count and /proc/stat's are taken back to back.
-    let switches_before = tracer.as_mut().and_then(Tracer::switches);
+    let loadtrace_running = mode == Mode::Loadtrace;
+    let switches_before = match &mut tracer {
+        Some(t) if loadtrace_running => t.switches(),
+        _ => None,
+    };
     let ctxt_before = ctxt()?;
-    let cpu_before = tracer.as_ref().map(|t| t.cpu_ns()).transpose()?;
+    let cpu_before = match &tracer {
+        Some(t) if loadtrace_running => Some(t.cpu_ns()?),
+        _ => None,
+    };
     let started = Instant::now();
 
     let out = Command::new(workload)
@@ -140,7 +147,7 @@ fn measure(
             let elapsed = started.elapsed();
             let cpu_ns = t.cpu_ns()? - cpu_before.unwrap_or(0);
             let peak_rss_kib = t.peak_rss_kib()?;
-            let last = t.next_report()?;
+            let last = t.fresh_report()?;
             let ctxt_delta = ctxt()? - ctxt_before;
             let switches_after = last["counters"]["switches"].as_u64().unwrap_or(0);
             Some(LoadtraceRun {
@@ -194,7 +201,8 @@ impl Tracer {
 
     fn bpftrace() -> Result<Self> {
         let mut cmd = Command::new("bpftrace");
-        cmd.args(["-e", BPFTRACE_ONE_LINER]);
+        // Line-buffered, or "Attaching 1 probe..." sits in a pipe buffer.
+        cmd.args(["-B", "line", "-e", BPFTRACE_ONE_LINER]);
         let mut t = Self::spawn(cmd)?;
         // bpftrace says "Attaching 1 probe..." once its program is in.
         let lines = t.lines.as_mut().expect("stdout");
@@ -223,9 +231,22 @@ impl Tracer {
         serde_json::from_str(&line).with_context(|| format!("parsing {line}"))
     }
 
-    /// Latest cumulative switch count, from the next report.
+    /// The first report made after this call (older ones may be queued in the pipe).
+    fn fresh_report(&mut self) -> Result<Value> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        loop {
+            let r = self.next_report()?;
+            if r["time"].as_f64().unwrap_or(0.0) >= now {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Cumulative switch count from a fresh report.
     fn switches(&mut self) -> Option<u64> {
-        self.next_report().ok()?["counters"]["switches"].as_u64()
+        self.fresh_report().ok()?["counters"]["switches"].as_u64()
     }
 
     fn cpu_ns(&self) -> Result<u64> {
