@@ -102,6 +102,11 @@ pub struct Counters {
     /// Deferred exits overwritten by a new thread reusing the id before userspace
     /// collected them: lost totals.
     pub exits_lost: u64,
+    /// Block requests that could not be followed (in-flight map full): their completions
+    /// are not counted.
+    pub io_untracked: u64,
+    /// Completed requests whose per-process totals had no room (I/O map full): lost.
+    pub io_lost: u64,
     /// Switches whose outgoing thread was not the one last switched in on that CPU: the
     /// kernel moved threads on or off the CPU without a sched_switch event.
     pub unseen_handovers: u64,
@@ -110,6 +115,122 @@ pub struct Counters {
     pub last_switch_ns: u64,
     /// The thread this CPU last switched to (0: idle or not known yet).
     pub curr_tid: u64,
+}
+
+/// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
+/// nanoseconds from 2^10 to 2^37 (about 2 minutes) is split into 4 linear sub-buckets, so a
+/// percentile read from it is within 19% of the truth.
+pub const LATENCY_BUCKETS: usize = 1 + 4 * 28;
+pub const LATENCY_FIRST_LOG2: u32 = 10;
+
+/// Index of the histogram bucket for `ns`.
+pub fn latency_bucket(ns: u64) -> usize {
+    if ns < 1 << LATENCY_FIRST_LOG2 {
+        return 0;
+    }
+    let log2 = log2(ns);
+    let sub = (ns >> (log2 - 2)) & 3;
+    let idx = 1 + 4 * (log2 - LATENCY_FIRST_LOG2) as usize + sub as usize;
+    if idx >= LATENCY_BUCKETS {
+        LATENCY_BUCKETS - 1
+    } else {
+        idx
+    }
+}
+
+/// Lowest latency that falls in bucket `idx` (ns); the bucket ends where the next begins.
+pub fn latency_bucket_floor(idx: usize) -> u64 {
+    if idx == 0 {
+        return 0;
+    }
+    let log2 = LATENCY_FIRST_LOG2 + ((idx - 1) / 4) as u32;
+    let sub = ((idx - 1) % 4) as u64;
+    (1u64 << log2) + sub * (1u64 << (log2 - 2))
+}
+
+/// floor(log2(v)) for v > 0, without loops (the verifier counts every instruction).
+#[inline(always)]
+pub fn log2(mut v: u64) -> u32 {
+    let mut r = 0;
+    if v >= 1 << 32 {
+        v >>= 32;
+        r += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        r += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        r += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        r += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        r += 2;
+    }
+    if v >= 1 << 1 {
+        r += 1;
+    }
+    r
+}
+
+/// Operation of a block request, as counted.
+pub mod io_op {
+    pub const READ: u8 = 0;
+    pub const WRITE: u8 = 1;
+    pub const OTHER: u8 = 2;
+}
+
+/// A block request in flight, keyed by the request's address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestStart {
+    pub start_ns: u64,
+    pub tgid: u32,
+    pub dev: u32,
+    pub bytes: u32,
+    pub op: u8,
+    pub _pad: [u8; 3],
+}
+
+/// Key of the per-process, per-device I/O totals.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IoKey {
+    pub tgid: u32,
+    /// Kernel dev_t: major << 20 | minor.
+    pub dev: u32,
+}
+
+/// Cumulative I/O completed for one process on one device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoTotals {
+    pub ops: u64,
+    pub bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+    pub latency_sum_ns: u64,
+    pub latency_max_ns: u64,
+    pub latency_hist: [u32; LATENCY_BUCKETS],
+}
+
+impl Default for IoTotals {
+    fn default() -> Self {
+        Self {
+            ops: 0,
+            bytes: 0,
+            read_ops: 0,
+            write_ops: 0,
+            latency_sum_ns: 0,
+            latency_max_ns: 0,
+            latency_hist: [0; LATENCY_BUCKETS],
+        }
+    }
 }
 
 /// Where the kernel side finds what it reads in `task_struct`; resolved from the running
@@ -128,7 +249,50 @@ pub struct TaskLayout {
     pub prev_state_arg: u32,
     /// `sched_info.pcount`; 0 when the kernel lacks it (CONFIG_SCHED_INFO=n).
     pub pcount_offset: u32,
-    pub _pad: u32,
+    /// `struct request`: `__data_len`, `cmd_flags`, `part`, and `block_device::bd_dev`.
+    pub rq_data_len_offset: u32,
+    pub rq_cmd_flags_offset: u32,
+    pub rq_part_offset: u32,
+    pub bdev_dev_offset: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_ordered_and_cover_their_values() {
+        for ns in [
+            0u64,
+            1,
+            999,
+            1_024,
+            1_500,
+            2_000_000,
+            2_100_000,
+            5_000_000_000,
+            u64::MAX,
+        ] {
+            let b = latency_bucket(ns);
+            assert!(latency_bucket_floor(b) <= ns, "{ns} below its bucket {b}");
+            if b + 1 < LATENCY_BUCKETS {
+                assert!(
+                    ns < latency_bucket_floor(b + 1),
+                    "{ns} beyond its bucket {b}"
+                );
+            }
+        }
+        for b in 1..LATENCY_BUCKETS {
+            assert!(latency_bucket_floor(b) > latency_bucket_floor(b - 1));
+        }
+    }
+
+    #[test]
+    fn log2_matches_the_definition() {
+        for v in [1u64, 2, 3, 4, 1023, 1024, 1 << 40, u64::MAX] {
+            assert_eq!(log2(v), 63 - v.leading_zeros(), "{v}");
+        }
+    }
 }
 
 #[cfg(feature = "user")]
@@ -137,4 +301,6 @@ mod user {
     unsafe impl aya::Pod for super::TaskEntry {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::TaskLayout {}
+    unsafe impl aya::Pod for super::IoKey {}
+    unsafe impl aya::Pod for super::IoTotals {}
 }

@@ -4,7 +4,11 @@
 #![no_main]
 // For the empty asm block that serves as a compiler barrier (see tasks.rs).
 #![feature(asm_experimental_arch)]
+// For an atomic add on a u32 histogram bucket.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod block;
 mod maps;
 mod sched;
 mod tasks;

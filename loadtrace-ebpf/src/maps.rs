@@ -3,9 +3,9 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use loadtrace_common::{Counters, TaskEntry, TaskLayout};
+use loadtrace_common::{Counters, IoKey, IoTotals, RequestStart, TaskEntry, TaskLayout};
 
 /// Per-thread state and totals, keyed by thread id. Userspace sizes it at load time for the
 /// most threads the kernel can have at once; entries are allocated on first sight (no
@@ -17,6 +17,17 @@ pub static TASKS: HashMap<u32, TaskEntry> = HashMap::with_max_entries(32768, BPF
 /// wakeup so an exit storm does not also become a wakeup storm.
 #[map]
 pub static EXITS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
+
+/// Block requests in flight, keyed by the request's address. LRU: a request whose completion
+/// is never seen ages out instead of filling the map.
+#[map]
+pub static REQUESTS: LruHashMap<u64, RequestStart> = LruHashMap::with_max_entries(16384, 0);
+
+/// Cumulative I/O per (process, device); userspace removes the entries of processes that are
+/// gone once it has read them.
+#[map]
+pub static IO_TOTALS: HashMap<IoKey, IoTotals> =
+    HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
@@ -32,7 +43,10 @@ static LAYOUT: TaskLayout = TaskLayout {
     in_iowait_mask: 0,
     prev_state_arg: 1,
     pcount_offset: 0,
-    _pad: 0,
+    rq_data_len_offset: 0,
+    rq_cmd_flags_offset: 0,
+    rq_part_offset: 0,
+    bdev_dev_offset: 0,
 };
 
 #[inline(always)]

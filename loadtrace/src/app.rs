@@ -13,12 +13,13 @@ use crate::{
     cli::Args,
     model::{
         accounting::Accountant,
+        disk::DiskAccountant,
         loadavg::Reconstructed,
-        process::{ProcessInterval, by_process},
+        process::{ProcessInterval, attach_disk, by_process},
         verdict::verdict,
     },
     preflight, procfs,
-    tracer::{Tracer, monotonic_ns},
+    tracer::{self, Tracer, monotonic_ns},
     view::{self, Report},
 };
 
@@ -35,9 +36,13 @@ pub async fn run(args: Args) -> Result<()> {
         bail!("no process with PID {pid}");
     }
     preflight::check()?;
-    let layout = btf_layout::resolve(std::path::Path::new(btf_layout::VMLINUX_BTF))?;
+    let kernel = btf_layout::inspect(
+        std::path::Path::new(btf_layout::VMLINUX_BTF),
+        tracer::BLOCK_HOOKS,
+    )?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
-    let mut tracer = Tracer::start(&layout, max_threads)?;
+    let mut tracer = Tracer::start(&kernel.layout, max_threads, &kernel.tracepoints)?;
+    drop(kernel);
     // Held for the whole run: statistics stay on while the descriptor is open.
     let _stats = if args.bpf_stats {
         Some(
@@ -57,6 +62,8 @@ pub async fn run(args: Args) -> Result<()> {
     let kernel = procfs::kernel_release();
     let mut reconstructed = Reconstructed::starting_at(procfs::loadavg()?);
     let mut accountant = Accountant::default();
+    let mut disk_accountant = DiskAccountant::default();
+    let mut devices = procfs::DeviceNames::default();
     let mut exits = Vec::new();
     let mut last_ns = attached_ns;
 
@@ -77,7 +84,11 @@ pub async fn run(args: Args) -> Result<()> {
                 let threads = accountant.interval(now_ns, exits.drain(..), live);
                 let interval_ns = now_ns - last_ns;
                 last_ns = now_ns;
-                let (summary, processes) = by_process(threads, interval_ns, procfs::comm);
+                let (summary, mut processes) = by_process(threads, interval_ns, procfs::comm);
+                let io = tracer.io_totals()?;
+                let disk = disk_accountant.interval(&io);
+                tracer.forget_io(&gone_quiet_io(&io, &disk));
+                attach_disk(&mut processes, disk, interval_ns, procfs::comm);
                 reconstructed.advance(summary.figures.load(), interval_ns);
                 let counters = tracer.counters()?;
                 let shown = select(processes, &args);
@@ -90,7 +101,7 @@ pub async fn run(args: Args) -> Result<()> {
                     loadavg: procfs::loadavg()?,
                     summary: &summary,
                     reconstructed: reconstructed.averages(),
-                    lost: counters.map_full + counters.exits_lost,
+                    lost: counters.map_full + counters.exits_lost + counters.io_lost,
                     deferred: counters.exits_deferred,
                     map_full: counters.map_full,
                     switches: counters.switches,
@@ -99,6 +110,7 @@ pub async fn run(args: Args) -> Result<()> {
                     processes: &shown,
                     thread_detail: args.pid.is_some(),
                     program_costs: costs.as_deref(),
+                    device_names: &devices.names_for(&shown),
                 };
                 print(&report, args.json)?;
                 if let Some(pid) = args.pid && !procfs::process_exists(pid) {
@@ -113,6 +125,18 @@ pub async fn run(args: Args) -> Result<()> {
             _ = sigterm.recv() => return Ok(()),
         }
     }
+}
+
+/// I/O entries of processes that are gone and did nothing this interval: read for the last
+/// time, so the kernel side's map can let them go.
+fn gone_quiet_io(
+    io: &[(loadtrace_common::IoKey, loadtrace_common::IoTotals)],
+    disk: &std::collections::HashMap<u32, crate::model::disk::ProcessDisk>,
+) -> Vec<loadtrace_common::IoKey> {
+    io.iter()
+        .map(|(k, _)| *k)
+        .filter(|k| !disk.contains_key(&k.tgid) && !procfs::process_exists(k.tgid))
+        .collect()
 }
 
 /// The processes to show: one with `--pid` (its threads named from /proc), else the top N

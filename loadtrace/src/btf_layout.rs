@@ -9,7 +9,30 @@ use loadtrace_common::TaskLayout;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-pub fn resolve(path: &Path) -> Result<TaskLayout> {
+/// What loadtrace learns of the running kernel from its BTF.
+pub struct Kernel {
+    pub layout: TaskLayout,
+    /// The optional tracepoints asked for that this kernel has.
+    pub tracepoints: Vec<&'static str>,
+}
+
+/// Reads the BTF once for the layout and for which of `optional` tracepoints exist.
+pub fn inspect(path: &Path, optional: &[&'static str]) -> Result<Kernel> {
+    let btf = load(path)?;
+    Ok(Kernel {
+        layout: layout(&btf)?,
+        tracepoints: optional
+            .iter()
+            .copied()
+            .filter(|n| {
+                btf.resolve_ids_by_name(&format!("btf_trace_{n}"))
+                    .is_ok_and(|ids| !ids.is_empty())
+            })
+            .collect(),
+    })
+}
+
+fn load(path: &Path) -> Result<Btf> {
     if !path.exists() {
         bail!(
             "{} is missing: this kernel was built without BTF (CONFIG_DEBUG_INFO_BTF=y), which \
@@ -17,9 +40,12 @@ pub fn resolve(path: &Path) -> Result<TaskLayout> {
             path.display()
         );
     }
-    let btf = Btf::from_file(path).with_context(|| format!("parsing {}", path.display()))?;
-    let task = find_struct(&btf, "task_struct")?;
-    let field = |name: &str| member_bit_offset(&btf, &task, name);
+    Btf::from_file(path).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn layout(btf: &Btf) -> Result<TaskLayout> {
+    let task = find_struct(btf, "task_struct")?;
+    let field = |name: &str| member_bit_offset(btf, &task, name);
 
     let pid = field("pid")?.ok_or_else(|| anyhow!("task_struct has no `pid`"))?;
     let tgid = field("tgid")?.ok_or_else(|| anyhow!("task_struct has no `tgid`"))?;
@@ -31,10 +57,20 @@ pub fn resolve(path: &Path) -> Result<TaskLayout> {
     };
     let in_iowait = field("in_iowait")?.ok_or_else(|| anyhow!("task_struct has no `in_iowait`"))?;
     let pcount = match field("sched_info")? {
-        Some(info) => member_bit_offset(&btf, &find_struct(&btf, "sched_info")?, "pcount")?
+        Some(info) => member_bit_offset(btf, &find_struct(btf, "sched_info")?, "pcount")?
             .map(|off| (info + off) / 8),
         None => None,
     };
+
+    let request = find_struct(btf, "request")?;
+    let rq_field = |name: &str| -> Result<u32> {
+        member_bit_offset(btf, &request, name)?
+            .map(|b| b / 8)
+            .ok_or_else(|| anyhow!("struct request has no `{name}`"))
+    };
+    let bdev = find_struct(btf, "block_device")?;
+    let bd_dev = member_bit_offset(btf, &bdev, "bd_dev")?
+        .ok_or_else(|| anyhow!("struct block_device has no `bd_dev`"))?;
 
     Ok(TaskLayout {
         pid_offset: pid / 8,
@@ -43,9 +79,12 @@ pub fn resolve(path: &Path) -> Result<TaskLayout> {
         in_iowait_offset: in_iowait / 8,
         // Bitfields are allocated from the least significant bit on little-endian machines.
         in_iowait_mask: 1 << (in_iowait % 8),
-        prev_state_arg: u32::from(sched_switch_has_prev_state(&btf)?),
+        prev_state_arg: u32::from(sched_switch_has_prev_state(btf)?),
         pcount_offset: pcount.unwrap_or(0),
-        _pad: 0,
+        rq_data_len_offset: rq_field("__data_len")?,
+        rq_cmd_flags_offset: rq_field("cmd_flags")?,
+        rq_part_offset: rq_field("part")?,
+        bdev_dev_offset: bd_dev / 8,
     })
 }
 
@@ -112,7 +151,9 @@ mod tests {
     /// Runs against this machine's kernel: every CI machine has BTF (the project needs it).
     #[test]
     fn resolves_the_running_kernel() {
-        let layout = resolve(Path::new(VMLINUX_BTF)).expect("BTF layout");
+        let layout = inspect(Path::new(VMLINUX_BTF), &[])
+            .expect("BTF layout")
+            .layout;
         assert!(layout.pid_offset > 0 && layout.tgid_offset == layout.pid_offset + 4);
         assert!(layout.in_iowait_mask.is_power_of_two() && layout.in_iowait_mask < 256);
         assert_eq!(
@@ -126,8 +167,17 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_block_tracepoints_of_this_kernel() {
+        let names = ["block_rq_issue", "block_rq_complete", "no_such_tracepoint"];
+        let found = inspect(Path::new(VMLINUX_BTF), &names).unwrap().tracepoints;
+        assert_eq!(found, ["block_rq_issue", "block_rq_complete"]);
+    }
+
+    #[test]
     fn missing_btf_is_a_clear_error() {
-        let err = resolve(Path::new("/nonexistent/vmlinux")).unwrap_err();
+        let err = inspect(Path::new("/nonexistent/vmlinux"), &[])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("without BTF"), "{err}");
     }
 }

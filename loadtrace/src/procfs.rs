@@ -1,6 +1,6 @@
 //! What loadtrace reads from /proc and /sys: the kernel's own figures and process names.
 
-use std::{fs, path::Path};
+use std::{collections::HashMap, fs, path::Path};
 
 use anyhow::{Context as _, Result, anyhow};
 
@@ -45,6 +45,44 @@ pub fn comm(pid: u32) -> Option<String> {
 
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Block device names as lsblk shows them (vda, nullb0, nvme0n1p2), from the kernel's dev_t.
+#[derive(Default)]
+pub struct DeviceNames {
+    cache: HashMap<u32, String>,
+}
+
+impl DeviceNames {
+    pub fn name(&mut self, dev: u32) -> String {
+        self.cache
+            .entry(dev)
+            .or_insert_with(|| device_name(dev))
+            .clone()
+    }
+
+    /// Names of every device the given processes did I/O on.
+    pub fn names_for(
+        &mut self,
+        processes: &[crate::model::process::ProcessInterval],
+    ) -> HashMap<u32, String> {
+        let mut out = HashMap::new();
+        for p in processes {
+            for &dev in p.disk.devices.keys() {
+                out.entry(dev).or_insert_with(|| self.name(dev));
+            }
+        }
+        out
+    }
+}
+
+/// The kernel's dev_t packs major << 20 | minor; /sys/dev/block/MAJ:MIN links to the device.
+fn device_name(dev: u32) -> String {
+    let (major, minor) = (dev >> 20, dev & 0xf_ffff);
+    fs::read_link(format!("/sys/dev/block/{major}:{minor}"))
+        .ok()
+        .and_then(|target| target.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| format!("{major}:{minor}"))
 }
 
 /// The most threads the kernel can have at once: no more can be tracked at the same time.
@@ -117,6 +155,26 @@ mod tests {
         assert_eq!(stat_state("12 (a) b) c) D 1 2 3"), Some('D'));
         assert_eq!(stat_state("1 (init) S 0"), Some('S'));
         assert_eq!(stat_state("garbage"), None);
+    }
+
+    #[test]
+    fn names_block_devices_or_falls_back_to_numbers() {
+        // Major 4095 is never assigned.
+        assert_eq!(device_name(4095 << 20), "4095:0");
+        if let Some(entry) = fs::read_dir("/sys/dev/block")
+            .ok()
+            .and_then(|mut d| d.next())
+        {
+            let entry = entry.unwrap();
+            let numbers = entry.file_name().to_string_lossy().into_owned();
+            let (maj, min) = numbers.split_once(':').unwrap();
+            let dev = (maj.parse::<u32>().unwrap() << 20) | min.parse::<u32>().unwrap();
+            let expected = fs::read_link(entry.path()).unwrap();
+            assert_eq!(
+                device_name(dev),
+                expected.file_name().unwrap().to_string_lossy()
+            );
+        }
     }
 
     #[test]

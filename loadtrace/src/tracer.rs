@@ -9,7 +9,7 @@ use aya::{
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
-use loadtrace_common::{Counters, ExitRecord, TaskEntry, TaskLayout, state};
+use loadtrace_common::{Counters, ExitRecord, IoKey, IoTotals, TaskEntry, TaskLayout, state};
 
 use crate::{
     map_batch,
@@ -24,6 +24,15 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 /// Programs on the tracepoints of the same name, attached in this order: wakeups first, so
 /// that no switch-in is seen before the wakeup that preceded it could have been.
 const SCHED_HOOKS: [&str; 3] = ["sched_wakeup_new", "sched_wakeup", "sched_switch"];
+
+/// Block-layer programs, each attached when the kernel has its tracepoint: block_io_start
+/// arrived in 6.5; the others exist on every supported kernel.
+pub const BLOCK_HOOKS: &[&str] = &[
+    "block_io_start",
+    "block_rq_insert",
+    "block_rq_issue",
+    "block_rq_complete",
+];
 
 /// A thread to start tracking at start-up: runnable, or in D, as /proc shows it.
 #[derive(Clone, Copy, Debug)]
@@ -46,6 +55,8 @@ pub struct Tracer {
     ebpf: Ebpf,
     tasks: HashMap<MapData, u32, TaskEntry>,
     tasks_fd: RawFd,
+    io_totals: HashMap<MapData, IoKey, IoTotals>,
+    io_totals_fd: RawFd,
     exits: RingBuf<MapData>,
     counters: PerCpuArray<MapData, Counters>,
 }
@@ -63,15 +74,22 @@ pub fn monotonic_ns() -> u64 {
 
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
-    /// threads, and attaches them.
-    pub fn start(layout: &TaskLayout, max_tasks: u32) -> Result<Self> {
+    /// threads, and attaches them, with the block hooks the kernel has (`block_hooks`, a
+    /// subset of [`BLOCK_HOOKS`]).
+    pub fn start(layout: &TaskLayout, max_tasks: u32, block_hooks: &[&str]) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
             .map_max_entries("TASKS", max_tasks)
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        for name in SCHED_HOOKS {
+        let block = if block_hooks.contains(&"block_rq_complete") {
+            block_hooks
+        } else {
+            // Without completions nothing about a request can be told.
+            &[]
+        };
+        for &name in SCHED_HOOKS.iter().chain(block) {
             let program: &mut BtfTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("program {name} missing from the object"))?
@@ -84,13 +102,14 @@ impl Tracer {
                 .with_context(|| format!("attaching to BTF tracepoint {name}"))?;
         }
         let tasks_map = take(&mut ebpf, "TASKS")?;
-        let tasks_fd = match &tasks_map {
-            Map::HashMap(data) => data.fd().as_fd().as_raw_fd(),
-            _ => return Err(anyhow!("TASKS is not a hash map")),
-        };
+        let tasks_fd = raw_fd(&tasks_map)?;
+        let io_map = take(&mut ebpf, "IO_TOTALS")?;
+        let io_totals_fd = raw_fd(&io_map)?;
         Ok(Self {
             tasks: tasks_map.try_into()?,
             tasks_fd,
+            io_totals: io_map.try_into()?,
+            io_totals_fd,
             exits: take(&mut ebpf, "EXITS")?.try_into()?,
             counters: take(&mut ebpf, "COUNTERS")?.try_into()?,
             ebpf,
@@ -168,6 +187,25 @@ impl Tracer {
         Ok(out)
     }
 
+    /// Cumulative I/O of every (process, device).
+    pub fn io_totals(&mut self) -> Result<Vec<(IoKey, IoTotals)>> {
+        let mut out = Vec::new();
+        match map_batch::lookup_all(self.io_totals_fd, &mut out) {
+            Ok(()) => Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                Ok(self.io_totals.iter().filter_map(Result::ok).collect())
+            }
+            Err(e) => Err(e).context("reading the I/O map"),
+        }
+    }
+
+    /// Forgets the I/O totals of processes that are gone (after their last reading).
+    pub fn forget_io(&mut self, keys: &[IoKey]) {
+        for k in keys {
+            let _ = self.io_totals.remove(k);
+        }
+    }
+
     fn reread(&self, tid: u32) -> Option<TaskEntry> {
         for _ in 0..8 {
             let e = self.tasks.get(&tid, 0).ok()?;
@@ -208,8 +246,18 @@ impl Tracer {
             sum.map_full += c.map_full;
             sum.exits_lost += c.exits_lost;
             sum.unseen_handovers += c.unseen_handovers;
+            sum.io_untracked += c.io_untracked;
+            sum.io_lost += c.io_lost;
         }
         Ok(sum)
+    }
+}
+
+/// The descriptor of a hash map, for batch reads; valid as long as the map is held.
+fn raw_fd(map: &Map) -> Result<RawFd> {
+    match map {
+        Map::HashMap(data) => Ok(data.fd().as_fd().as_raw_fd()),
+        _ => Err(anyhow!("expected a hash map")),
     }
 }
 

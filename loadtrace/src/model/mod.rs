@@ -3,6 +3,7 @@
 //! of it is unit-tested without root.
 
 pub mod accounting;
+pub mod disk;
 pub mod loadavg;
 pub mod process;
 pub mod thread;

@@ -6,6 +6,7 @@ use loadtrace_common::TaskTotals;
 
 use super::{
     accounting::ThreadInterval,
+    disk::ProcessDisk,
     thread::{load_ns, totals_add},
 };
 
@@ -47,6 +48,8 @@ pub struct ProcessInterval {
     pub figures: LoadFigures,
     /// The process's threads, busiest first.
     pub thread_detail: Vec<ThreadInterval>,
+    /// Block I/O it submitted that completed in the interval.
+    pub disk: ProcessDisk,
 }
 
 impl ProcessInterval {
@@ -54,6 +57,13 @@ impl ProcessInterval {
     pub fn active(&self) -> bool {
         load_ns(&self.totals) > 0
             || self.totals.voluntary_switches + self.totals.involuntary_switches > 0
+            || self.disk.total.ops > 0
+    }
+
+    /// A kernel worker writing on others' behalf (page-cache write-back by the flusher, or
+    /// other deferred work): its writes have no process of their own to be charged to.
+    pub fn writeback(&self) -> bool {
+        self.comm.starts_with("kworker") && self.disk.total.write_ops > 0
     }
 }
 
@@ -101,6 +111,7 @@ pub fn by_process(
                 figures: LoadFigures::from_totals(&totals, interval_ns),
                 totals,
                 thread_detail: threads,
+                disk: ProcessDisk::default(),
             }
         })
         .collect();
@@ -110,6 +121,32 @@ pub fn by_process(
             .then(a.pid.cmp(&b.pid))
     });
     (summary, processes)
+}
+
+/// Gives each process its I/O. I/O of a process that did nothing else in the interval (its
+/// requests completed after it stopped running, or after it exited) gets a row of its own.
+pub fn attach_disk(
+    processes: &mut Vec<ProcessInterval>,
+    mut disk: HashMap<u32, ProcessDisk>,
+    interval_ns: u64,
+    comm_of: impl Fn(u32) -> Option<String>,
+) {
+    for p in processes.iter_mut() {
+        if let Some(d) = disk.remove(&p.pid) {
+            p.disk = d;
+        }
+    }
+    for (pid, d) in disk {
+        processes.push(ProcessInterval {
+            pid,
+            comm: comm_of(pid).unwrap_or_else(|| format!("[{pid}]")),
+            threads: 0,
+            totals: TaskTotals::default(),
+            figures: LoadFigures::from_totals(&TaskTotals::default(), interval_ns),
+            thread_detail: Vec::new(),
+            disk: d,
+        });
+    }
 }
 
 /// A gone process's name, from its leader's exit record if there is one.
@@ -168,6 +205,21 @@ mod tests {
         assert_eq!(procs[0].comm, "leader");
         let (_, procs) = by_process(vec![thread(11, 11, 1, 0, 0)], 1_000, |_| None);
         assert_eq!(procs[0].comm, "[11]");
+    }
+
+    #[test]
+    fn io_goes_to_its_process_or_to_a_row_of_its_own() {
+        let (_, mut procs) = by_process(vec![thread(1, 1, 10, 0, 0)], 1_000, |_| None);
+        let mut disk = HashMap::new();
+        let mut d = ProcessDisk::default();
+        d.total.ops = 3;
+        disk.insert(1, d.clone());
+        disk.insert(2, d);
+        attach_disk(&mut procs, disk, 1_000, |pid| Some(format!("p{pid}")));
+        assert_eq!(procs.len(), 2);
+        assert_eq!(procs[0].disk.total.ops, 3);
+        assert_eq!((procs[1].pid, procs[1].comm.as_str()), (2, "p2"));
+        assert!(procs[1].active());
     }
 
     #[test]

@@ -75,6 +75,7 @@ mod tests {
             totals: TaskTotals::default(),
             figures: figures(load, 0.0, 0.0, 0.0),
             thread_detail: vec![],
+            disk: Default::default(),
         }
     }
 

@@ -3,8 +3,11 @@
 use serde::Serialize;
 
 use super::Report;
+use std::collections::HashMap;
+
 use crate::model::{
     accounting::ThreadInterval,
+    disk::{IoDelta, ProcessDisk},
     process::{LoadFigures, ProcessInterval},
 };
 
@@ -39,6 +42,8 @@ struct Load {
     on_cpu: f64,
     runqueue: f64,
     uninterruptible: f64,
+    io_wait: f64,
+    other_d: f64,
     reconstructed_1m: f64,
     reconstructed_5m: f64,
     reconstructed_15m: f64,
@@ -60,11 +65,46 @@ struct Process<'a> {
     on_cpu: f64,
     runqueue: f64,
     uninterruptible: f64,
+    io_wait: f64,
+    other_d: f64,
     threads: u32,
     voluntary_switches: u64,
     involuntary_switches: u64,
+    writeback: bool,
+    disk: Disk<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_detail: Option<Vec<Thread<'a>>>,
+}
+
+#[derive(Serialize)]
+struct Disk<'a> {
+    #[serde(flatten)]
+    total: Io,
+    devices: Vec<Device<'a>>,
+}
+
+#[derive(Serialize)]
+struct Device<'a> {
+    name: &'a str,
+    #[serde(flatten)]
+    io: Io,
+}
+
+#[derive(Serialize)]
+struct Io {
+    ops: u64,
+    bytes: u64,
+    read_ops: u64,
+    write_ops: u64,
+    latency_ms: LatencyMs,
+}
+
+#[derive(Serialize)]
+struct LatencyMs {
+    avg: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
 }
 
 #[derive(Serialize)]
@@ -80,6 +120,7 @@ struct Thread<'a> {
     on_cpu_ns: u64,
     runqueue_ns: u64,
     uninterruptible_ns: u64,
+    io_wait_ns: u64,
     voluntary_switches: u64,
     involuntary_switches: u64,
 }
@@ -99,6 +140,8 @@ pub fn render(r: &Report) -> String {
             on_cpu: f.on_cpu,
             runqueue: f.runqueue,
             uninterruptible: f.uninterruptible,
+            io_wait: f.iowait,
+            other_d: f.uninterruptible - f.iowait,
             reconstructed_1m: r.reconstructed[0],
             reconstructed_5m: r.reconstructed[1],
             reconstructed_15m: r.reconstructed[2],
@@ -125,13 +168,18 @@ pub fn render(r: &Report) -> String {
         processes: r
             .processes
             .iter()
-            .map(|p| process(p, r.thread_detail, interval_ns))
+            .map(|p| process(p, r.thread_detail, interval_ns, r.device_names))
             .collect(),
     };
     serde_json::to_string(&out).expect("plain data serialises")
 }
 
-fn process(p: &ProcessInterval, detail: bool, interval_ns: u64) -> Process<'_> {
+fn process<'a>(
+    p: &'a ProcessInterval,
+    detail: bool,
+    interval_ns: u64,
+    names: &'a HashMap<u32, String>,
+) -> Process<'a> {
     Process {
         pid: p.pid,
         comm: &p.comm,
@@ -139,15 +187,49 @@ fn process(p: &ProcessInterval, detail: bool, interval_ns: u64) -> Process<'_> {
         on_cpu: p.figures.on_cpu,
         runqueue: p.figures.runqueue,
         uninterruptible: p.figures.uninterruptible,
+        io_wait: p.figures.iowait,
+        other_d: p.figures.uninterruptible - p.figures.iowait,
         threads: p.threads,
         voluntary_switches: p.totals.voluntary_switches,
         involuntary_switches: p.totals.involuntary_switches,
+        writeback: p.writeback(),
+        disk: disk(&p.disk, names),
         thread_detail: detail.then(|| {
             p.thread_detail
                 .iter()
                 .map(|t| thread(t, interval_ns))
                 .collect()
         }),
+    }
+}
+
+fn disk<'a>(d: &ProcessDisk, names: &'a HashMap<u32, String>) -> Disk<'a> {
+    Disk {
+        total: io(&d.total),
+        devices: d
+            .devices
+            .iter()
+            .map(|(dev, delta)| Device {
+                name: names.get(dev).map_or("?", String::as_str),
+                io: io(delta),
+            })
+            .collect(),
+    }
+}
+
+fn io(d: &IoDelta) -> Io {
+    let l = d.latency();
+    Io {
+        ops: d.ops,
+        bytes: d.bytes,
+        read_ops: d.read_ops,
+        write_ops: d.write_ops,
+        latency_ms: LatencyMs {
+            avg: l.avg_ns / 1e6,
+            p50: l.p50_ns / 1e6,
+            p99: l.p99_ns / 1e6,
+            max: l.max_ns / 1e6,
+        },
     }
 }
 
@@ -166,6 +248,7 @@ fn thread(t: &ThreadInterval, interval_ns: u64) -> Thread<'_> {
         on_cpu_ns: d.on_cpu_ns,
         runqueue_ns: d.runqueue_ns,
         uninterruptible_ns: d.uninterruptible_ns,
+        io_wait_ns: d.iowait_ns,
         voluntary_switches: d.voluntary_switches,
         involuntary_switches: d.involuntary_switches,
     }

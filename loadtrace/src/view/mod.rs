@@ -32,4 +32,6 @@ pub struct Report<'a> {
     pub thread_detail: bool,
     /// Present with `--bpf-stats`.
     pub program_costs: Option<&'a [ProgramCost]>,
+    /// Names of the block devices the shown processes used, by kernel dev_t.
+    pub device_names: &'a std::collections::HashMap<u32, String>,
 }

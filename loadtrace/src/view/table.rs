@@ -24,12 +24,14 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2}   lost {}{}",
+        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2} (I/O {:.2} + other {:.2})   lost {}{}",
         f.load(),
         f.runnable(),
         f.on_cpu,
         f.runqueue,
         f.uninterruptible,
+        f.iowait,
+        f.uninterruptible - f.iowait,
         r.lost,
         if r.deferred > 0 {
             format!(" (late {})", r.deferred)
@@ -54,37 +56,72 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>5}",
+        "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>5}",
         if r.thread_detail { "TID" } else { "PID" },
         "COMM",
         "LOAD",
         "CPU",
         "RUNQ",
         "D",
+        "IOWAIT",
+        "IOPS",
+        "MB/s",
+        "LAT ms",
         if r.thread_detail { "" } else { "THR" },
     );
+    let secs = secs.max(1e-9);
     for p in r.processes {
         if r.thread_detail {
             for t in &p.thread_detail {
                 let tf = LoadFigures::from_totals(&t.delta, r.summary.interval_ns);
                 let name = t.comm.as_deref().unwrap_or(&p.comm);
-                row(&mut s, t.tid, name, &tf, "");
+                row(&mut s, t.tid, name, &tf, "", "");
             }
         } else {
-            row(&mut s, p.pid, &p.comm, &p.figures, &p.threads.to_string());
+            let d = &p.disk.total;
+            let disk = if d.ops > 0 {
+                format!(
+                    "{:>7.0} {:>7.1} {:>7.2}",
+                    d.ops as f64 / secs,
+                    d.bytes as f64 / secs / 1e6,
+                    d.latency().avg_ns / 1e6
+                )
+            } else {
+                format!("{:>7} {:>7} {:>7}", "-", "-", "-")
+            };
+            // Marked, since its writes belong to whoever dirtied the pages, not to it.
+            let comm = if p.writeback() {
+                format!("{} [wb]", p.comm.chars().take(11).collect::<String>())
+            } else {
+                p.comm.clone()
+            };
+            row(
+                &mut s,
+                p.pid,
+                &comm,
+                &p.figures,
+                &disk,
+                &p.threads.to_string(),
+            );
         }
     }
     s
 }
 
-fn row(s: &mut String, id: u32, comm: &str, f: &LoadFigures, last: &str) {
+fn row(s: &mut String, id: u32, comm: &str, f: &LoadFigures, disk: &str, last: &str) {
     let comm: String = comm.chars().take(16).collect();
+    let disk = if disk.is_empty() {
+        format!("{:>7} {:>7} {:>7}", "", "", "")
+    } else {
+        disk.to_owned()
+    };
     let _ = writeln!(
         s,
-        "{id:>8} {comm:<16} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {last:>5}",
+        "{id:>8} {comm:<16} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {disk} {last:>5}",
         f.load(),
         f.on_cpu,
         f.runqueue,
         f.uninterruptible,
+        f.iowait,
     );
 }
