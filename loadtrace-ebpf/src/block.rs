@@ -85,7 +85,9 @@ fn done(rq: *const u8) -> i32 {
     let totals = match IO_TOTALS.get_ptr_mut(io_key) {
         Some(t) => t,
         None => {
-            let _ = IO_TOTALS.insert(io_key, ZERO_TOTALS, BPF_NOEXIST);
+            // By reference: a copy would not fit on the BPF stack.
+            #[allow(clippy::needless_borrows_for_generic_args)]
+            let _ = IO_TOTALS.insert(&io_key, &ZERO_TOTALS, BPF_NOEXIST);
             match IO_TOTALS.get_ptr_mut(io_key) {
                 Some(t) => t,
                 None => {
