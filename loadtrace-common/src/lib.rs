@@ -7,9 +7,7 @@
 
 /// What a tracked task is doing since `TaskEntry::since_ns`.
 pub mod state {
-    /// On a CPU.
-    pub const RUNNING: u8 = 1;
-    /// Runnable, waiting in a run queue (woken, preempted, or yielded).
+    /// Left the CPU still runnable (preempted or yielded), waiting in a run queue.
     pub const RUNNABLE: u8 = 2;
     /// Asleep in a state that counts toward the load average (D, not TASK_NOLOAD, not frozen).
     pub const UNINTERRUPTIBLE: u8 = 3;
@@ -18,9 +16,6 @@ pub mod state {
     /// Exited, but its final totals could not be sent yet (ring buffer full); userspace
     /// collects the entry on its next sweep.
     pub const DEAD: u8 = 5;
-    /// Left a CPU without a switch event (see `Counters::unseen_handovers`): what it did
-    /// since is unknown and counted nowhere until its next event.
-    pub const UNSEEN: u8 = 6;
 }
 
 /// Raw `task_struct::__state` bits the kernel side tests (include/linux/sched.h; stable
@@ -50,7 +45,8 @@ pub struct TaskTotals {
     pub involuntary_switches: u64,
 }
 
-/// Value of the per-thread map, keyed by thread id.
+/// Value of the per-thread map, keyed by thread id. Updated when the thread leaves a CPU;
+/// while it is on one, the CPU's [`Counters::curr_tid`] names it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TaskEntry {
@@ -58,17 +54,17 @@ pub struct TaskEntry {
     pub seq: u32,
     /// Process id (thread group id).
     pub tgid: u32,
-    /// One of [`state`].
+    /// One of [`state`]: how the thread left the CPU.
     pub state: u8,
     /// The thread went to sleep in io_schedule (only meaningful in UNINTERRUPTIBLE).
     pub iowait: u8,
-    pub _pad: [u8; 2],
-    /// The kernel's count of the thread's arrivals on a CPU (`sched_info.pcount`, low 32
-    /// bits) when it last became RUNNABLE; 0 when unknown. Tells a thread still waiting from
-    /// one that ran without a switch event.
-    pub pcount: u32,
-    /// When `state` began (CLOCK_MONOTONIC ns, as bpf_ktime_get_ns).
+    pub _pad: [u8; 6],
+    /// When it left the CPU (CLOCK_MONOTONIC ns, as bpf_ktime_get_ns).
     pub since_ns: u64,
+    /// The kernel's `sched_info.run_delay` (total run-queue wait) when it left the CPU: the
+    /// next departure's value minus this is the wait before that run, measured by the kernel
+    /// from the moment the thread was woken or preempted.
+    pub run_delay_ns: u64,
     /// When the entry was created: tells a reused thread id from its predecessor.
     pub birth_ns: u64,
     pub totals: TaskTotals,
@@ -94,7 +90,6 @@ pub struct ExitRecord {
 pub struct Counters {
     /// Context switches seen (sched_switch calls), to compare with /proc/stat `ctxt`.
     pub switches: u64,
-    pub wakeups: u64,
     /// Exits whose record did not fit in the ring buffer; kept in the map, not lost.
     pub exits_deferred: u64,
     /// Threads that could not be tracked because the task map was full: lost time.
@@ -110,8 +105,7 @@ pub struct Counters {
     /// Switches whose outgoing thread was not the one last switched in on that CPU: the
     /// kernel moved threads on or off the CPU without a sched_switch event.
     pub unseen_handovers: u64,
-    /// Time of this CPU's last context switch; the on-CPU start of a thread that was already
-    /// running when tracing began.
+    /// Time of this CPU's last context switch: when `curr_tid` arrived on it.
     pub last_switch_ns: u64,
     /// The thread this CPU last switched to (0: idle or not known yet).
     pub curr_tid: u64,
@@ -247,8 +241,8 @@ pub struct TaskLayout {
     pub in_iowait_mask: u32,
     /// 1 when sched_switch passes `prev_state` as its fourth argument (5.18+).
     pub prev_state_arg: u32,
-    /// `sched_info.pcount`; 0 when the kernel lacks it (CONFIG_SCHED_INFO=n).
-    pub pcount_offset: u32,
+    /// `sched_info.run_delay`.
+    pub run_delay_offset: u32,
     /// `struct request`: `__data_len`, `cmd_flags`, `part`, and `block_device::bd_dev`.
     pub rq_data_len_offset: u32,
     pub rq_cmd_flags_offset: u32,

@@ -42,7 +42,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     in_iowait_offset: 0,
     in_iowait_mask: 0,
     prev_state_arg: 1,
-    pcount_offset: 0,
+    run_delay_offset: 0,
     rq_data_len_offset: 0,
     rq_cmd_flags_offset: 0,
     rq_part_offset: 0,

@@ -74,11 +74,11 @@ pub fn send_exit(tid: u32, e: &mut TaskEntry, now: u64, counters: &mut Counters)
     }
 }
 
-/// A new thread took the id of a dead one whose totals are still waiting in the map: send
-/// them now or, if the ring is still full, count them lost before the entry is reused.
+/// A new thread takes the id: if a dead one's totals are still waiting under it, send them
+/// now or, if the ring is still full, count them lost before the entry is reused.
 #[inline(always)]
-pub fn flush_dead(tid: u32, e: &TaskEntry, counters: &mut Counters) {
-    if !emit(tid, e.tgid, e.comm, e.birth_ns, e.since_ns, &e.totals) {
+pub fn flush_if_dead(tid: u32, e: &TaskEntry, counters: &mut Counters) {
+    if e.state == state::DEAD && !emit(tid, e.tgid, e.comm, e.birth_ns, e.since_ns, &e.totals) {
         counters.exits_lost += 1;
     }
 }

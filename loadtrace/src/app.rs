@@ -55,6 +55,7 @@ pub async fn run(args: Args) -> Result<()> {
     // Totals run from here; the first interval starts here too, however long the seeding
     // scan of /proc takes.
     let attached_ns = monotonic_ns();
+    procfs::visit_every_cpu();
     let start = Instant::now();
     tracer.seed(&procfs::active_threads(), attached_ns);
 

@@ -56,12 +56,12 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
             .ok_or_else(|| anyhow!("task_struct has neither `__state` nor `state`"))?,
     };
     let in_iowait = field("in_iowait")?.ok_or_else(|| anyhow!("task_struct has no `in_iowait`"))?;
-    let pcount = match field("sched_info")? {
-        Some(info) => member_bit_offset(btf, &find_struct(btf, "sched_info")?, "pcount")?
-            .map(|off| (info + off) / 8),
-        None => None,
-    };
-
+    // The kernel's run-queue wait per task (CONFIG_SCHED_INFO, present in every distribution
+    // kernel: schedstat and delay accounting need it).
+    let sched_info = field("sched_info")?
+        .ok_or_else(|| anyhow!("task_struct has no `sched_info` (CONFIG_SCHED_INFO=n)"))?;
+    let run_delay = member_bit_offset(btf, &find_struct(btf, "sched_info")?, "run_delay")?
+        .ok_or_else(|| anyhow!("struct sched_info has no `run_delay`"))?;
     let request = find_struct(btf, "request")?;
     let rq_field = |name: &str| -> Result<u32> {
         member_bit_offset(btf, &request, name)?
@@ -80,7 +80,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         // Bitfields are allocated from the least significant bit on little-endian machines.
         in_iowait_mask: 1 << (in_iowait % 8),
         prev_state_arg: u32::from(sched_switch_has_prev_state(btf)?),
-        pcount_offset: pcount.unwrap_or(0),
+        run_delay_offset: (sched_info + run_delay) / 8,
         rq_data_len_offset: rq_field("__data_len")?,
         rq_cmd_flags_offset: rq_field("cmd_flags")?,
         rq_part_offset: rq_field("part")?,
@@ -160,10 +160,7 @@ mod tests {
             layout.prev_state_arg, 1,
             "kernels since 5.18 pass prev_state"
         );
-        assert!(
-            layout.pcount_offset > layout.pid_offset / 2,
-            "sched_info.pcount found"
-        );
+        assert!(layout.run_delay_offset > 0, "sched_info.run_delay found");
     }
 
     #[test]

@@ -43,6 +43,39 @@ pub fn comm(pid: u32) -> Option<String> {
         .map(|s| s.trim_end_matches('\n').to_owned())
 }
 
+/// Runs a short-lived thread on every online CPU. Each causes a context switch there, after
+/// which the kernel side knows who every CPU runs: a thread that has had a CPU to itself since
+/// before tracing began would otherwise stay invisible until it left it.
+pub fn visit_every_cpu() {
+    let handles: Vec<_> = (0..online_cpus() as usize)
+        .map(|cpu| {
+            std::thread::spawn(move || {
+                // SAFETY: cpu_set_t is a plain bit mask; all-zero is the empty set.
+                let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+                unsafe { libc::CPU_SET(cpu, &mut set) };
+                // SAFETY: a valid mask for the calling thread.
+                let pinned =
+                    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) } == 0;
+                if pinned {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+/// The process a thread belongs to.
+pub fn tgid_of(tid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub fn process_exists(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -114,19 +147,21 @@ pub fn active_threads() -> Vec<SeedTask> {
             let Ok(stat) = fs::read_to_string(t.path().join("stat")) else {
                 continue;
             };
-            match stat_state(&stat) {
-                Some('R') => out.push(SeedTask {
-                    tid,
-                    tgid,
-                    runnable: true,
-                }),
-                Some('D') => out.push(SeedTask {
-                    tid,
-                    tgid,
-                    runnable: false,
-                }),
-                _ => {}
-            }
+            let runnable = match stat_state(&stat) {
+                Some('R') => true,
+                Some('D') => false,
+                _ => continue,
+            };
+            let run_delay_ns = fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
+            out.push(SeedTask {
+                tid,
+                tgid,
+                runnable,
+                run_delay_ns,
+            });
         }
     }
     out

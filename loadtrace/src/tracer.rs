@@ -6,6 +6,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
+    maps::PerCpuValues,
     maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::BtfTracePoint,
 };
@@ -21,9 +22,11 @@ const BPF_NOEXIST: u64 = 1;
 
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loadtrace"));
 
-/// Programs on the tracepoints of the same name, attached in this order: wakeups first, so
-/// that no switch-in is seen before the wakeup that preceded it could have been.
-const SCHED_HOOKS: [&str; 3] = ["sched_wakeup_new", "sched_wakeup", "sched_switch"];
+/// Programs on the tracepoints of the same name.
+const SCHED_HOOKS: [&str; 2] = ["sched_wakeup_new", "sched_switch"];
+
+/// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
+const UNKNOWN_TID: u32 = u32::MAX;
 
 /// Block-layer programs, each attached when the kernel has its tracepoint: block_io_start
 /// arrived in 6.5; the others exist on every supported kernel.
@@ -40,6 +43,8 @@ pub struct SeedTask {
     pub tid: u32,
     pub tgid: u32,
     pub runnable: bool,
+    /// Its run-queue wait so far (schedstat's second field).
+    pub run_delay_ns: u64,
 }
 
 /// What the kernel measured of one program (with BPF statistics on).
@@ -89,15 +94,17 @@ impl Tracer {
             // Without completions nothing about a request can be told.
             &[]
         };
-        for &name in SCHED_HOOKS.iter().chain(block) {
-            let program: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-                .try_into()?;
-            program
+        let hooks: Vec<&str> = SCHED_HOOKS.iter().chain(block).copied().collect();
+        for &name in &hooks {
+            program(&mut ebpf, name)?
                 .load(name, &btf)
                 .with_context(|| format!("verifying program {name}"))?;
-            program
+        }
+        let mut counters: PerCpuArray<MapData, Counters> =
+            take(&mut ebpf, "COUNTERS")?.try_into()?;
+        start_clocks(&mut counters)?;
+        for &name in &hooks {
+            program(&mut ebpf, name)?
                 .attach()
                 .with_context(|| format!("attaching to BTF tracepoint {name}"))?;
         }
@@ -111,7 +118,7 @@ impl Tracer {
             io_totals: io_map.try_into()?,
             io_totals_fd,
             exits: take(&mut ebpf, "EXITS")?.try_into()?,
-            counters: take(&mut ebpf, "COUNTERS")?.try_into()?,
+            counters,
             ebpf,
         })
     }
@@ -130,6 +137,7 @@ impl Tracer {
                 },
                 since_ns: now_ns,
                 birth_ns: now_ns,
+                run_delay_ns: t.run_delay_ns,
                 ..TaskEntry::default()
             };
             // BPF_NOEXIST: an entry that exists is newer than what /proc said.
@@ -152,6 +160,7 @@ impl Tracer {
                 birth_ns: rec.birth_ns,
                 state: ThreadState::Exited,
                 since_ns: rec.exit_ns,
+                on_cpu_since: None,
                 totals: rec.totals,
                 comm: Some(comm_string(&rec.comm)),
             });
@@ -169,7 +178,8 @@ impl Tracer {
             }
             Err(e) => return Err(e).context("reading the task map"),
         }
-        let mut out = Vec::with_capacity(raw.len());
+        let running = self.running()?;
+        let mut out = Vec::with_capacity(raw.len() + running.len());
         for (tid, mut entry) in raw {
             if entry.seq % 2 == 1 {
                 // Caught mid-update: read that one entry again.
@@ -178,13 +188,45 @@ impl Tracer {
                     None => continue,
                 }
             }
-            let reading = reading(tid, &entry);
+            let mut reading = reading(tid, &entry);
             if reading.state == ThreadState::Exited {
                 let _ = self.tasks.remove(&tid);
+            } else {
+                reading.on_cpu_since = running.get(&tid).copied();
             }
             out.push(reading);
         }
+        // On a CPU without an entry yet (first seen when it leaves, born when it arrived).
+        let known: std::collections::HashSet<u32> = out.iter().map(|r| r.tid).collect();
+        for (&tid, &since) in &running {
+            if known.contains(&tid) {
+                continue;
+            }
+            out.push(ThreadReading {
+                tid,
+                tgid: crate::procfs::tgid_of(tid).unwrap_or(tid),
+                birth_ns: since,
+                state: ThreadState::Runnable,
+                since_ns: since,
+                on_cpu_since: Some(since),
+                totals: Default::default(),
+                comm: None,
+            });
+        }
         Ok(out)
+    }
+
+    /// The thread on each CPU and since when (idle CPUs and unknown ones left out).
+    fn running(&self) -> Result<std::collections::HashMap<u32, u64>> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .context("reading the per-CPU slots")?;
+        Ok(per_cpu
+            .iter()
+            .filter(|c| c.curr_tid != 0 && c.curr_tid != u64::from(UNKNOWN_TID))
+            .map(|c| (c.curr_tid as u32, c.last_switch_ns))
+            .collect())
     }
 
     /// Cumulative I/O of every (process, device).
@@ -241,7 +283,6 @@ impl Tracer {
         let mut sum = Counters::default();
         for c in per_cpu.iter() {
             sum.switches += c.switches;
-            sum.wakeups += c.wakeups;
             sum.exits_deferred += c.exits_deferred;
             sum.map_full += c.map_full;
             sum.exits_lost += c.exits_lost;
@@ -251,6 +292,28 @@ impl Tracer {
         }
         Ok(sum)
     }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+        .try_into()?)
+}
+
+/// Every CPU runs someone when tracing begins; its first switch closes that thread's time
+/// on the CPU from now.
+fn start_clocks(counters: &mut PerCpuArray<MapData, Counters>) -> Result<()> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))?;
+    let now = monotonic_ns();
+    let start = Counters {
+        last_switch_ns: now,
+        curr_tid: u64::from(UNKNOWN_TID),
+        ..Counters::default()
+    };
+    counters
+        .set(0, PerCpuValues::try_from(vec![start; cpus])?, 0)
+        .context("starting the per-CPU clocks")
 }
 
 /// The descriptor of a hash map, for batch reads; valid as long as the map is held.
@@ -268,13 +331,11 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
 
 fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
     let state = match e.state {
-        state::RUNNING => ThreadState::Running,
         state::RUNNABLE => ThreadState::Runnable,
         state::UNINTERRUPTIBLE => ThreadState::Uninterruptible {
             iowait: e.iowait != 0,
         },
         state::DEAD => ThreadState::Exited,
-        state::UNSEEN => ThreadState::Unknown,
         _ => ThreadState::Sleeping,
     };
     ThreadReading {
@@ -283,6 +344,7 @@ fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
         birth_ns: e.birth_ns,
         state,
         since_ns: e.since_ns,
+        on_cpu_since: None,
         totals: e.totals,
         comm: (state == ThreadState::Exited).then(|| comm_string(&e.comm)),
     }

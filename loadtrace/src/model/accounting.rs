@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use loadtrace_common::TaskTotals;
 
-use super::thread::{ThreadReading, ThreadState, totals_delta};
+use super::thread::{ThreadReading, ThreadState, totals_delta, totals_max};
 
 /// What one thread did during one interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,15 +69,22 @@ impl Accountant {
     fn account(&mut self, r: ThreadReading, now_ns: u64, exited: bool) -> ThreadInterval {
         let now_totals = r.totals_at(now_ns);
         let key = (r.tid, r.birth_ns);
-        let delta = match self.last.get(&key) {
-            Some(last) if last.exited => TaskTotals::default(),
-            Some(last) => totals_delta(&now_totals, &last.totals),
-            None => now_totals,
+        // Time counted in one state while still open can turn out to belong to another (a
+        // sleep's end is only known when the thread leaves the CPU again). The baseline never
+        // goes back, so no time is counted twice: the moved time is counted in its new state,
+        // and the old state counts again only once its real total passes what was shown.
+        let (delta, baseline) = match self.last.get(&key) {
+            Some(last) if last.exited => (TaskTotals::default(), last.totals),
+            Some(last) => (
+                totals_delta(&now_totals, &last.totals),
+                totals_max(&now_totals, &last.totals),
+            ),
+            None => (now_totals, now_totals),
         };
         self.last.insert(
             key,
             Last {
-                totals: now_totals,
+                totals: baseline,
                 exited,
                 unseen: 0,
             },
@@ -101,6 +108,7 @@ impl Accountant {
 mod tests {
     use super::*;
 
+    /// A thread back on a CPU since `since` (when Runnable), with `on_cpu` accounted before.
     fn live(tid: u32, birth: u64, state: ThreadState, since: u64, on_cpu: u64) -> ThreadReading {
         ThreadReading {
             tid,
@@ -108,6 +116,7 @@ mod tests {
             birth_ns: birth,
             state,
             since_ns: since,
+            on_cpu_since: (state == ThreadState::Runnable).then_some(since),
             totals: TaskTotals {
                 on_cpu_ns: on_cpu,
                 ..Default::default()
@@ -127,7 +136,7 @@ mod tests {
     fn running_thread_is_charged_per_interval_including_its_open_state() {
         let mut a = Accountant::default();
         // On a CPU since t=100 with 50 ns accounted before that.
-        let r = live(1, 0, ThreadState::Running, 100, 50);
+        let r = live(1, 0, ThreadState::Runnable, 100, 50);
         let d = a.interval(1_000, [], [r.clone()]);
         assert_eq!(d[0].delta.on_cpu_ns, 50 + 900);
         let d = a.interval(2_000, [], [r]);
@@ -137,7 +146,7 @@ mod tests {
     #[test]
     fn exit_is_charged_against_the_last_reading() {
         let mut a = Accountant::default();
-        a.interval(1_000, [], [live(1, 0, ThreadState::Running, 0, 0)]);
+        a.interval(1_000, [], [live(1, 0, ThreadState::Runnable, 0, 0)]);
         // Exited at 1_500 having run the whole time; the entry is gone from the map.
         let d = a.interval(2_000, [exit(1, 0, 1_500)], []);
         assert_eq!(d[0].delta.on_cpu_ns, 500);
@@ -147,7 +156,7 @@ mod tests {
     #[test]
     fn late_exit_record_still_uses_the_last_reading() {
         let mut a = Accountant::default();
-        a.interval(1_000, [], [live(1, 0, ThreadState::Running, 0, 0)]);
+        a.interval(1_000, [], [live(1, 0, ThreadState::Runnable, 0, 0)]);
         // Entry vanished but its record only arrives one interval later.
         assert!(a.interval(2_000, [], []).is_empty());
         let d = a.interval(3_000, [exit(1, 0, 1_500)], []);
@@ -169,7 +178,7 @@ mod tests {
         let d = a.interval(
             2_000,
             [exit(5, 0, 900)],
-            [live(5, 1_500, ThreadState::Running, 1_500, 0)],
+            [live(5, 1_500, ThreadState::Runnable, 1_500, 0)],
         );
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].delta.on_cpu_ns, 0);
@@ -182,7 +191,7 @@ mod tests {
         let d = a.interval(
             1_000,
             [exit(3, 0, 700)],
-            [live(3, 0, ThreadState::Running, 0, 0)],
+            [live(3, 0, ThreadState::Runnable, 0, 0)],
         );
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].delta.on_cpu_ns, 700);
@@ -196,6 +205,39 @@ mod tests {
         // Its exit record cannot come too, but if a copy shows up it adds nothing.
         let d = a.interval(2_000, [exit(3, 0, 700)], []);
         assert_eq!(d[0].delta.on_cpu_ns, 0);
+    }
+
+    #[test]
+    fn time_moved_between_states_is_not_counted_twice() {
+        let mut a = Accountant::default();
+        // Left in D at 0; not back on a CPU at 1_000: shown as 1_000 of D.
+        let asleep = ThreadReading {
+            on_cpu_since: None,
+            ..live(1, 0, ThreadState::Uninterruptible { iowait: false }, 0, 0)
+        };
+        let d = a.interval(1_000, [], [asleep]);
+        assert_eq!(d[0].delta.uninterruptible_ns, 1_000);
+        // It left again at 2_000: woken at 800, waited until 1_200, ran until 2_000.
+        let left = ThreadReading {
+            state: ThreadState::Sleeping,
+            since_ns: 2_000,
+            on_cpu_since: None,
+            totals: TaskTotals {
+                uninterruptible_ns: 800,
+                runqueue_ns: 400,
+                on_cpu_ns: 800,
+                ..Default::default()
+            },
+            ..live(1, 0, ThreadState::Sleeping, 2_000, 0)
+        };
+        let d = a.interval(2_000, [], [left.clone()]);
+        assert_eq!(d[0].delta.uninterruptible_ns, 0);
+        assert_eq!(d[0].delta.runqueue_ns + d[0].delta.on_cpu_ns, 1_200);
+        // Its next D sleep counts only beyond the 200 ns shown too early.
+        let mut again = left;
+        again.totals.uninterruptible_ns = 1_300;
+        let d = a.interval(3_000, [], [again]);
+        assert_eq!(d[0].delta.uninterruptible_ns, 300);
     }
 
     #[test]

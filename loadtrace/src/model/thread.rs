@@ -2,18 +2,16 @@
 
 use loadtrace_common::TaskTotals;
 
+/// How a thread last left a CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadState {
-    Running,
+    /// Preempted or yielded: waiting for a CPU.
     Runnable,
     /// Load-counting uninterruptible sleep; `iowait` when slept in io_schedule.
     Uninterruptible {
         iowait: bool,
     },
     Sleeping,
-    /// Whereabouts unknown (left a CPU without a switch event): adds nothing until its next
-    /// event.
-    Unknown,
     /// Gone: the totals are final.
     Exited,
 }
@@ -28,19 +26,28 @@ pub struct ThreadReading {
     pub state: ThreadState,
     /// When `state` began.
     pub since_ns: u64,
+    /// On a CPU since then, if it is on one now.
+    pub on_cpu_since: Option<u64>,
     pub totals: TaskTotals,
     /// The thread's name, known for exited threads (live ones are named from /proc).
     pub comm: Option<String>,
 }
 
 impl ThreadReading {
-    /// Totals as of `now_ns`: the kernel adds a state's time when the state ends, so the state
-    /// still open at reading time is added here.
+    /// Totals as of `now_ns`. The kernel side brings a thread's totals up to date when it
+    /// leaves a CPU, so what happened since is added here: the state it left in until now, or
+    /// until it got a CPU back, and the time on that CPU. How much of the time before getting
+    /// the CPU back was a wait in the run queue is only known when it leaves again; until
+    /// then it is counted in the state it left in.
     pub fn totals_at(&self, now_ns: u64) -> TaskTotals {
         let mut t = self.totals;
-        let open = now_ns.saturating_sub(self.since_ns);
+        let back = self
+            .on_cpu_since
+            .unwrap_or(now_ns)
+            .clamp(self.since_ns, now_ns.max(self.since_ns));
+        let open = back.saturating_sub(self.since_ns);
+        t.on_cpu_ns += now_ns.saturating_sub(back);
         match self.state {
-            ThreadState::Running => t.on_cpu_ns += open,
             ThreadState::Runnable => t.runqueue_ns += open,
             ThreadState::Uninterruptible { iowait } => {
                 t.uninterruptible_ns += open;
@@ -49,9 +56,22 @@ impl ThreadReading {
                 }
             }
             ThreadState::Sleeping => t.sleeping_ns += open,
-            ThreadState::Unknown | ThreadState::Exited => {}
+            ThreadState::Exited => {}
         }
         t
+    }
+}
+
+/// The larger of each field: a baseline that never goes back.
+pub fn totals_max(a: &TaskTotals, b: &TaskTotals) -> TaskTotals {
+    TaskTotals {
+        on_cpu_ns: a.on_cpu_ns.max(b.on_cpu_ns),
+        runqueue_ns: a.runqueue_ns.max(b.runqueue_ns),
+        uninterruptible_ns: a.uninterruptible_ns.max(b.uninterruptible_ns),
+        iowait_ns: a.iowait_ns.max(b.iowait_ns),
+        sleeping_ns: a.sleeping_ns.max(b.sleeping_ns),
+        voluntary_switches: a.voluntary_switches.max(b.voluntary_switches),
+        involuntary_switches: a.involuntary_switches.max(b.involuntary_switches),
     }
 }
 
@@ -97,6 +117,7 @@ mod tests {
             birth_ns: 0,
             state,
             since_ns: 1_000,
+            on_cpu_since: None,
             totals: TaskTotals {
                 on_cpu_ns: 5,
                 ..Default::default()
@@ -107,8 +128,12 @@ mod tests {
 
     #[test]
     fn open_state_is_added_to_its_own_bucket() {
-        let t = reading(ThreadState::Running).totals_at(1_500);
-        assert_eq!((t.on_cpu_ns, t.runqueue_ns), (505, 0));
+        let on_cpu = ThreadReading {
+            on_cpu_since: Some(1_200),
+            ..reading(ThreadState::Uninterruptible { iowait: false })
+        };
+        let t = on_cpu.totals_at(1_500);
+        assert_eq!((t.uninterruptible_ns, t.on_cpu_ns), (200, 305));
         let t = reading(ThreadState::Runnable).totals_at(1_500);
         assert_eq!((t.on_cpu_ns, t.runqueue_ns), (5, 500));
         let t = reading(ThreadState::Uninterruptible { iowait: true }).totals_at(1_500);
@@ -122,7 +147,15 @@ mod tests {
 
     #[test]
     fn a_reading_older_than_the_state_adds_nothing() {
-        assert_eq!(reading(ThreadState::Running).totals_at(900).on_cpu_ns, 5);
+        let t = reading(ThreadState::Runnable).totals_at(900);
+        assert_eq!((t.on_cpu_ns, t.runqueue_ns), (5, 0));
+        // On a CPU since before it left (the per-CPU slot was read late): nothing odd.
+        let r = ThreadReading {
+            on_cpu_since: Some(800),
+            ..reading(ThreadState::Sleeping)
+        };
+        let t = r.totals_at(1_500);
+        assert_eq!((t.on_cpu_ns, t.sleeping_ns), (505, 0));
     }
 
     #[test]
