@@ -40,7 +40,11 @@ fn load(path: &Path) -> Result<Btf> {
             path.display()
         );
     }
-    Btf::from_file(path).with_context(|| format!("parsing {}", path.display()))
+    // Mapped and read on demand where the kernel allows it (6.16+ lets /sys/kernel/btf be
+    // mmapped): parsing all of it costs more memory than the rest of loadtrace.
+    Btf::from_file_with_backend(path, btf_rs::Backend::Mmap)
+        .or_else(|_| Btf::from_file(path))
+        .with_context(|| format!("parsing {}", path.display()))
 }
 
 fn layout(btf: &Btf) -> Result<TaskLayout> {
