@@ -54,10 +54,13 @@ enum Work {
         #[arg(long, default_value_t = 0)]
         secs: u64,
     },
-    /// Sleep interruptibly (S state) for SECS seconds (0: forever).
+    /// Sleep interruptibly (S state) for SECS seconds (0: forever). With THREADS > 1, the
+    /// other threads wake once a second, so every one of them is known to a tracer.
     Sleep {
         #[arg(long, default_value_t = 0)]
         secs: u64,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// COUNT synchronous O_DIRECT writes of SIZE bytes at successive offsets of PATH.
     Odirect {
@@ -97,7 +100,7 @@ fn main() -> Result<()> {
     };
     let results = match cli.work {
         Work::Spin { threads, secs } => spin(threads, secs, &gate, cli.then_block)?,
-        Work::Sleep { secs } => sleep(secs, &gate)?,
+        Work::Sleep { secs, threads } => sleep(secs, threads, &gate)?,
         Work::Odirect { path, count, size } => odirect(&path, count, size, &gate)?,
         Work::Forks { count, child_iters } => forks(count, child_iters, &gate)?,
         Work::Pingpong { secs, cpu } => pingpong(secs, cpu, &gate)?,
@@ -207,7 +210,18 @@ fn burn(seed: u64, iters: u64) -> u64 {
     x
 }
 
-fn sleep(secs: u64, gate: &Gate) -> Result<Value> {
+fn sleep(secs: u64, threads: usize, gate: &Gate) -> Result<Value> {
+    for i in 1..threads {
+        thread::Builder::new()
+            // Small stacks: ten thousand of them must fit anywhere.
+            .stack_size(64 * 1024)
+            .spawn(|| {
+                loop {
+                    thread::sleep(Duration::from_secs(1));
+                }
+            })
+            .with_context(|| format!("starting sleeper thread {i}"))?;
+    }
     gate.pass(json!({}))?;
     if secs == 0 {
         block_forever();
