@@ -213,17 +213,23 @@ pub struct IoTotals {
     pub latency_hist: [u32; LATENCY_BUCKETS],
 }
 
+impl IoTotals {
+    /// All zero; a const so the kernel side can keep one in read-only data (the struct does
+    /// not fit on the BPF stack).
+    pub const ZERO: Self = Self {
+        ops: 0,
+        bytes: 0,
+        read_ops: 0,
+        write_ops: 0,
+        latency_sum_ns: 0,
+        latency_max_ns: 0,
+        latency_hist: [0; LATENCY_BUCKETS],
+    };
+}
+
 impl Default for IoTotals {
     fn default() -> Self {
-        Self {
-            ops: 0,
-            bytes: 0,
-            read_ops: 0,
-            write_ops: 0,
-            latency_sum_ns: 0,
-            latency_max_ns: 0,
-            latency_hist: [0; LATENCY_BUCKETS],
-        }
+        Self::ZERO
     }
 }
 

@@ -12,20 +12,12 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use loadtrace_common::{IoKey, IoTotals, LATENCY_BUCKETS, RequestStart, io_op, latency_bucket};
+use loadtrace_common::{IoKey, IoTotals, RequestStart, io_op, latency_bucket};
 
 use crate::maps::{IO_TOTALS, REQUESTS, counters, layout};
 
 /// A new entry's value: too large for the 512-byte BPF stack, so it lives in read-only data.
-static ZERO_TOTALS: IoTotals = IoTotals {
-    ops: 0,
-    bytes: 0,
-    read_ops: 0,
-    write_ops: 0,
-    latency_sum_ns: 0,
-    latency_max_ns: 0,
-    latency_hist: [0; LATENCY_BUCKETS],
-};
+static ZERO_TOTALS: IoTotals = IoTotals::ZERO;
 
 /// Low byte of `cmd_flags`: the operation (REQ_OP_READ = 0, REQ_OP_WRITE = 1).
 const REQ_OP_MASK: u32 = 0xff;
