@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+pub mod blockdev;
 pub mod check;
 mod child;
 mod lines;
@@ -20,7 +21,7 @@ pub mod report;
 pub mod workload;
 
 pub use loadtrace::{Loadtrace, Options, Received};
-pub use report::{Process, Report, Thread};
+pub use report::{Disk, DiskSum, Process, Report, Thread};
 pub use workload::Workload;
 
 /// True when the test may go on; false (after saying so) when it must skip for want of

@@ -4,6 +4,8 @@
 //! Fields are required as the interface defines them, so a report that lacks one fails
 //! to parse and fails the test; fields added later are ignored.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -30,6 +32,10 @@ pub struct Load {
     pub on_cpu: f64,
     pub runqueue: f64,
     pub uninterruptible: f64,
+    /// The part of `uninterruptible` spent waiting for I/O (task->in_iowait).
+    pub io_wait: f64,
+    /// The rest of `uninterruptible`: locks, page-fault waits, vfork and the like.
+    pub other_d: f64,
     pub reconstructed_1m: f64,
     pub reconstructed_5m: f64,
     pub reconstructed_15m: f64,
@@ -51,6 +57,14 @@ pub struct Process {
     pub on_cpu: f64,
     pub runqueue: f64,
     pub uninterruptible: f64,
+    /// The part of `uninterruptible` spent waiting for I/O (task->in_iowait).
+    pub io_wait: f64,
+    /// The rest of `uninterruptible`.
+    pub other_d: f64,
+    /// A flusher kworker: its I/O is write-back on behalf of others.
+    pub writeback: bool,
+    /// Present for every process, with zero counts when it did no I/O.
+    pub disk: Disk,
     pub threads: u32,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
@@ -71,6 +85,39 @@ pub struct Thread {
     pub on_cpu_ns: u64,
     pub runqueue_ns: u64,
     pub uninterruptible_ns: u64,
+    pub io_wait_ns: u64,
+}
+
+/// The block requests a process submitted that completed in the interval: counts for
+/// the interval, not cumulative; latency from submission to completion.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Disk {
+    pub ops: u64,
+    pub bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+    pub latency_ms: Latency,
+    pub devices: Vec<Device>,
+}
+
+/// One device's share of a process's [`Disk`] figures.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Device {
+    /// As lsblk names it: `vda`, `nullb0`.
+    pub name: String,
+    pub ops: u64,
+    pub bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Latency {
+    pub avg: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 impl Report {
@@ -89,5 +136,142 @@ impl Report {
 impl Process {
     pub fn thread(&self, tid: u32) -> Option<&Thread> {
         self.thread_detail.as_deref()?.iter().find(|t| t.tid == tid)
+    }
+}
+
+/// One process's disk figures added up over several reports.
+#[derive(Clone, Debug, Default)]
+pub struct DiskSum {
+    pub total: DiskCounts,
+    /// By device name.
+    pub devices: BTreeMap<String, DiskCounts>,
+}
+
+/// Request counts added up over intervals, with what it takes to average the latency.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiskCounts {
+    pub ops: u64,
+    pub bytes: u64,
+    pub read_ops: u64,
+    pub write_ops: u64,
+    /// The largest latency seen in any interval, ms.
+    pub max_latency_ms: f64,
+    /// Each interval's average latency weighted by its requests, ms.
+    weighted_latency_ms: f64,
+}
+
+impl DiskCounts {
+    fn add(&mut self, ops: u64, bytes: u64, read_ops: u64, write_ops: u64, latency: &Latency) {
+        self.ops += ops;
+        self.bytes += bytes;
+        self.read_ops += read_ops;
+        self.write_ops += write_ops;
+        self.max_latency_ms = self.max_latency_ms.max(latency.max);
+        self.weighted_latency_ms += latency.avg * ops as f64;
+    }
+
+    /// The average latency over every request counted, ms (NaN without requests).
+    pub fn avg_latency_ms(&self) -> f64 {
+        self.weighted_latency_ms / self.ops as f64
+    }
+}
+
+impl DiskSum {
+    /// `pid`'s disk figures summed over `reports` (intervals it is missing from add nothing).
+    pub fn of<'a>(reports: impl IntoIterator<Item = &'a Report>, pid: u32) -> Self {
+        let mut sum = Self::default();
+        for p in reports.into_iter().filter_map(|r| r.process(pid)) {
+            sum.add(&p.disk);
+        }
+        sum
+    }
+
+    fn add(&mut self, d: &Disk) {
+        self.total
+            .add(d.ops, d.bytes, d.read_ops, d.write_ops, &d.latency_ms);
+        for dev in &d.devices {
+            self.devices.entry(dev.name.clone()).or_default().add(
+                dev.ops,
+                dev.bytes,
+                dev.read_ops,
+                dev.write_ops,
+                &dev.latency_ms,
+            );
+        }
+    }
+
+    /// The devices that carried at least one request.
+    pub fn busy_devices(&self) -> Vec<&str> {
+        self.devices
+            .iter()
+            .filter(|(_, c)| c.ops > 0)
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LATENCY: &str = r#"{"avg": 2.0, "p50": 2.0, "p99": 2.5, "max": 3.0}"#;
+
+    fn process_json(disk: &str) -> String {
+        format!(
+            r#"{{"pid": 7, "comm": "w", "load": 1.0, "on_cpu": 0.1, "runqueue": 0.0,
+                "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1, "writeback": false,
+                {disk} "threads": 1, "voluntary_switches": 5, "involuntary_switches": 0}}"#
+        )
+    }
+
+    fn disk_json(ops: u64, avg: f64) -> String {
+        let latency = format!(r#"{{"avg": {avg}, "p50": {avg}, "p99": {avg}, "max": {avg}}}"#);
+        format!(
+            r#""disk": {{"ops": {ops}, "bytes": {}, "read_ops": 0, "write_ops": {ops},
+                "latency_ms": {latency}, "devices": [{{"name": "nullb0", "ops": {ops},
+                "bytes": {}, "read_ops": 0, "write_ops": {ops}, "latency_ms": {latency}}}]}},"#,
+            ops * 4096,
+            ops * 4096
+        )
+    }
+
+    #[test]
+    fn process_with_disk_parses() {
+        let p: Process = serde_json::from_str(&process_json(&disk_json(3, 2.0))).unwrap();
+        assert_eq!((p.disk.ops, p.disk.devices[0].name.as_str()), (3, "nullb0"));
+        assert!(!p.writeback && p.io_wait == 0.8);
+    }
+
+    #[test]
+    fn process_without_disk_is_rejected() {
+        assert!(serde_json::from_str::<Process>(&process_json("")).is_err());
+        let no_devices = format!(
+            r#""disk": {{"ops": 0, "bytes": 0, "read_ops": 0, "write_ops": 0, "latency_ms": {LATENCY}}},"#
+        );
+        assert!(serde_json::from_str::<Process>(&process_json(&no_devices)).is_err());
+    }
+
+    #[test]
+    fn sums_weight_latency_by_requests() {
+        let report = |ops, avg| -> Report {
+            let line = format!(
+                r#"{{"time": 1.0, "interval_s": 1.0, "cpus": 2, "kernel": "6.12",
+                    "loadavg": [0, 0, 0], "lost": 0,
+                    "load": {{"total": 1, "runnable": 0.1, "on_cpu": 0.1, "runqueue": 0,
+                        "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1,
+                        "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0}},
+                    "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9}},
+                    "processes": [{}]}}"#,
+                process_json(&disk_json(ops, avg))
+            );
+            serde_json::from_str(&line).unwrap()
+        };
+        let reports = [report(300, 2.0), report(100, 6.0)];
+        let sum = DiskSum::of(&reports, 7);
+        assert_eq!((sum.total.ops, sum.total.write_ops), (400, 400));
+        assert_eq!(sum.total.avg_latency_ms(), 3.0);
+        assert_eq!(sum.devices["nullb0"].max_latency_ms, 6.0);
+        assert_eq!(sum.busy_devices(), ["nullb0"]);
+        assert_eq!(DiskSum::of(&reports, 8).total.ops, 0);
     }
 }

@@ -42,6 +42,19 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         secs: u64,
     },
+    /// Measure what tracing costs per block I/O: O_DIRECT writes to an instant null_blk
+    /// device inside the VM, untraced against loadtrace.
+    BenchIo {
+        /// Rounds of each mode (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Writes per round.
+        #[arg(long, default_value_t = 200_000)]
+        count: u64,
+        /// Which pinned kernel to boot: 6.1 or 6.12.
+        #[arg(long, default_value = "6.12")]
+        kernel: String,
+    },
     /// Boot the pinned kernels under QEMU and run the integration tests inside them.
     VmTest {
         /// Which kernel: 6.1, 6.12 or all.
@@ -57,6 +70,15 @@ fn main() -> Result<()> {
         Command::Run { args } => build::run(&args),
         Command::Test { no_vm } => test::run_all(!no_vm),
         Command::Bench { rounds, secs } => bench::run(&bench::Options { rounds, secs }),
+        Command::BenchIo {
+            rounds,
+            count,
+            kernel,
+        } => bench::run_io(&bench::IoOptions {
+            kernel,
+            rounds,
+            count,
+        }),
         Command::VmTest { kernel } => vm::run(&kernel),
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Each kernel boots from an initramfs that holds busybox, loadtrace, the workload binary, the
 //! statically linked test executables and the few modules the tests need; `/init` runs the
-//! tests and reports on the serial console, which is all the host reads back.
+//! tests and reports on the serial console, which is all the host reads back. A benchmark can
+//! have the guest run a script of its own instead (`run_script`).
 
 mod cpio;
 mod initramfs;
@@ -18,6 +19,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{build, setup};
+use initramfs::Guest;
 use kernel::Kernel;
 
 /// The pinned kernels (see `../shared/kernels/README.md` for why these two).
@@ -52,11 +54,7 @@ struct Outcome {
 
 pub fn run(kernel: &str) -> Result<()> {
     let kernels = select_kernels(kernel)?;
-    setup::ensure_debian_packages(&[
-        ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
-        ("busybox-static", "/bin/busybox"),
-        ("xz-utils", "/usr/bin/xz"),
-    ])?;
+    ensure_host_packages()?;
     let timeout = timeout()?;
     let root = build::workspace_root();
     let vm_dir = root.join("target/vm");
@@ -68,6 +66,36 @@ pub fn run(kernel: &str) -> Result<()> {
         .collect();
     print_summary(&outcomes);
     fail_on_errors(outcomes)
+}
+
+/// Boots one pinned kernel with `script` (busybox sh, in the environment the tests get) as
+/// the guest's work instead of the tests, and returns the console's lines. Fails when the
+/// script exits non-zero or the guest never finishes.
+pub fn run_script(kernel: &str, script: &str) -> Result<Vec<String>> {
+    let [k] = select_kernels(kernel)?[..] else {
+        bail!("a script runs on one kernel, not {kernel:?}");
+    };
+    ensure_host_packages()?;
+    let root = build::workspace_root();
+    let vm_dir = root.join("target/vm");
+    let payload = payload::build_programs(&root)?;
+    let guest = Guest::Script(script);
+    let report = boot_kernel(k, &payload, &vm_dir, timeout()?, guest)?;
+    report
+        .result
+        .with_context(|| format!("the script on kernel {}", k.version))?;
+    let log = guest_files(&vm_dir.join(k.version), guest).console_log;
+    let text =
+        std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+fn ensure_host_packages() -> Result<()> {
+    setup::ensure_debian_packages(&[
+        ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+        ("busybox-static", "/bin/busybox"),
+        ("xz-utils", "/usr/bin/xz"),
+    ])
 }
 
 fn select_kernels(name: &str) -> Result<Vec<&'static Kernel>> {
@@ -97,7 +125,7 @@ fn timeout() -> Result<Duration> {
 fn run_kernel(k: &Kernel, payload: &payload::Payload, vm_dir: &Path, timeout: Duration) -> Outcome {
     eprintln!("xtask: VM tests on kernel {}", k.version);
     let started = Instant::now();
-    let (boot, result) = match boot_kernel(k, payload, vm_dir, timeout) {
+    let (boot, result) = match boot_kernel(k, payload, vm_dir, timeout, Guest::Tests) {
         Ok(report) => (report.boot_time, report.result),
         Err(e) => (None, Err(e)),
     };
@@ -117,20 +145,39 @@ fn boot_kernel(
     payload: &payload::Payload,
     vm_dir: &Path,
     timeout: Duration,
+    guest: Guest,
 ) -> Result<qemu::Report> {
     let dir = vm_dir.join(k.version);
     let unpacked = kernel::prepare(k, &dir)?;
-    let initrd = dir.join("initramfs.cpio");
-    initramfs::write(&initrd, &unpacked.modules, payload)?;
+    let files = guest_files(&dir, guest);
+    initramfs::write(&files.initrd, &unpacked.modules, payload, guest)?;
     let disk = scratch_disk(vm_dir)?;
     qemu::boot(&qemu::Boot {
         label: k.version,
         kernel: &unpacked.vmlinuz,
-        initrd: &initrd,
+        initrd: &files.initrd,
         disk: &disk,
         timeout,
-        console_log: &dir.join("console.log"),
+        console_log: &files.console_log,
     })
+}
+
+struct GuestFiles {
+    initrd: PathBuf,
+    console_log: PathBuf,
+}
+
+/// Files of their own for a script guest, so a script run leaves the last test run's
+/// console log alone.
+fn guest_files(dir: &Path, guest: Guest) -> GuestFiles {
+    let prefix = match guest {
+        Guest::Tests => "",
+        Guest::Script(_) => "script-",
+    };
+    GuestFiles {
+        initrd: dir.join(format!("{prefix}initramfs.cpio")),
+        console_log: dir.join(format!("{prefix}console.log")),
+    }
 }
 
 /// A fresh zeroed 256 MiB raw disk per boot, so no test sees what an earlier one wrote. A

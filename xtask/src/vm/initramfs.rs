@@ -18,16 +18,33 @@ pub const FAILED_MARKER: &str = "LOADTRACE-VM-FAILED: ";
 /// The first line `/init` prints, which ends the boot for the boot time measurement.
 pub const INIT_BANNER: &str = "LOADTRACE-VM: init started";
 
+/// Where the guest's script goes when it runs one instead of the tests.
+const SCRIPT_PATH: &str = "guest-script";
+
+/// What `/init` runs once the guest is set up.
+#[derive(Clone, Copy)]
+pub enum Guest<'a> {
+    /// Every test executable in the payload.
+    Tests,
+    /// A busybox sh script, in the environment the tests get; its exit status is the result.
+    Script(&'a str),
+}
+
 /// Writes the initramfs to `path`, uncompressed: the kernel takes a plain cpio archive, and
 /// gunzip under TCG plus gzip on the host cost about 7 s per kernel for a 200 MB payload,
 /// more than the whole boot.
-pub fn write(path: &Path, modules: &[Module], payload: &Payload) -> Result<()> {
+pub fn write(path: &Path, modules: &[Module], payload: &Payload, guest: Guest) -> Result<()> {
     let file = fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    write_archive(BufWriter::new(file), modules, payload)
+    write_archive(BufWriter::new(file), modules, payload, guest)
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_archive(out: impl std::io::Write, modules: &[Module], payload: &Payload) -> Result<()> {
+fn write_archive(
+    out: impl std::io::Write,
+    modules: &[Module],
+    payload: &Payload,
+    guest: Guest,
+) -> Result<()> {
     let mut a = cpio::Writer::new(out);
     for dir in [
         "bin",
@@ -55,8 +72,11 @@ fn write_archive(out: impl std::io::Write, modules: &[Module], payload: &Payload
     for (file, m) in module_files.iter().zip(modules) {
         a.file(&format!("lib/modules-load/{file}"), 0o644, &m.data)?;
     }
+    if let Guest::Script(script) = guest {
+        a.file(SCRIPT_PATH, 0o755, script.as_bytes())?;
+    }
     let tests: Vec<&str> = payload.tests.iter().map(|(n, _)| n.as_str()).collect();
-    let init = init_script(&module_files, modules, &tests);
+    let init = init_script(&module_files, modules, &tests, guest);
     a.file("init", 0o755, init.as_bytes())?;
     a.finish()?.flush()?;
     Ok(())
@@ -77,7 +97,12 @@ fn module_files(modules: &[Module]) -> Vec<String> {
         .collect()
 }
 
-fn init_script(module_files: &[String], modules: &[Module], tests: &[&str]) -> String {
+fn init_script(
+    module_files: &[String],
+    modules: &[Module],
+    tests: &[&str],
+    guest: Guest,
+) -> String {
     let mut s = String::from(INIT_PROLOGUE);
     for (file, m) in module_files.iter().zip(modules) {
         let params = if m.params.is_empty() {
@@ -99,8 +124,13 @@ fn init_script(module_files: &[String], modules: &[Module], tests: &[&str]) -> S
     }
     let args = std::env::var("LOADTRACE_VM_TEST_ARGS").unwrap_or_default();
     s = s.replace("@TEST_ARGS@", &args);
-    for test in tests {
-        s.push_str(&format!("run_test '{test}'\n"));
+    match guest {
+        Guest::Tests => {
+            for test in tests {
+                s.push_str(&format!("run_test '{test}'\n"));
+            }
+        }
+        Guest::Script(_) => s.push_str(&format!("run_script /{SCRIPT_PATH}\n")),
     }
     s.push_str(INIT_EPILOGUE);
     s.replace("@BANNER@", INIT_BANNER)
@@ -133,10 +163,19 @@ mount -t tmpfs tmpfs /tmp || fail "mounting tmpfs"
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2"
 "#;
 
-/// Waits for the block devices (devtmpfs creates nodes asynchronously), then sets the
-/// environment the integration tests read.
+/// Adds the fast null_blk device, waits for the block devices (devtmpfs creates nodes
+/// asynchronously), then sets the environment the integration tests read.
 const INIT_ENV: &str = r#"
-for dev in /dev/vda /dev/nullb0 /dev/nullb1; do
+# A third null_blk device that completes every request at once (irqmode=0), for measuring
+# what tracing costs per I/O. Devices made through configfs take the module parameters as
+# their defaults, so the timer mode of nullb0 and nullb1 has to be undone explicitly.
+mount -t configfs configfs /sys/kernel/config || fail "mounting configfs"
+fast=/sys/kernel/config/nullb/nullb2
+mkdir "$fast" || fail "creating $fast"
+echo 0 > "$fast/irqmode" || fail "setting $fast/irqmode"
+echo 1 > "$fast/power" || fail "powering on $fast"
+
+for dev in /dev/vda /dev/nullb0 /dev/nullb1 /dev/nullb2; do
     n=0
     while [ ! -b "$dev" ]; do
         n=$((n + 1))
@@ -145,6 +184,9 @@ for dev in /dev/vda /dev/nullb0 /dev/nullb1; do
     done
 done
 
+# The latency every request on nullb0 and nullb1 takes, as the loaded module has it.
+latency=$(cat /sys/module/null_blk/parameters/completion_nsec) || fail "reading null_blk's completion_nsec"
+export LT_NULLB=/dev/nullb0 LT_NULLB2=/dev/nullb1 LT_NULLB_LATENCY_NS=$latency LT_NULLB_FAST=/dev/nullb2
 export HOME=/root CI=true LT_IN_VM=1 LT_SCRATCH=/dev/vda
 export LOADTRACE_BIN=/bin/loadtrace LT_WORKLOAD_BIN=/bin/lt-workload
 # A failing test's backtrace is the only debugging aid a VM run leaves behind.
@@ -163,6 +205,14 @@ run_test() {
         echo "@FAILED@$1 (exit status $rc after ${took}s)"
         status=$rc
     fi
+}
+
+run_script() {
+    echo "LOADTRACE-VM: ==== running $1"
+    sh "$1"
+    rc=$?
+    [ "$rc" -eq 0 ] || echo "@FAILED@$1 (exit status $rc)"
+    status=$rc
 }
 
 "#;
@@ -191,7 +241,7 @@ mod tests {
             },
         ];
         let files = module_files(&modules);
-        let init = init_script(&files, &modules, &["sched", "io"]);
+        let init = init_script(&files, &modules, &["sched", "io"], Guest::Tests);
         let configfs = init
             .find("insmod /lib/modules-load/01-configfs.ko ||")
             .unwrap();
@@ -202,5 +252,36 @@ mod tests {
         assert!(init.contains("run_test 'sched'\nrun_test 'io'\n"));
         assert!(init.contains(&format!("echo \"{RESULT_MARKER}$status\"")));
         assert!(init.starts_with("#!/bin/busybox sh\n"));
+        assert!(!init.contains("run_script /"));
+    }
+
+    #[test]
+    fn init_sets_up_the_null_devices_for_the_tests() {
+        let init = init_script(&[], &[], &["disk"], Guest::Tests);
+        let configfs = init.find("mount -t configfs").unwrap();
+        let irqmode = init.find("echo 0 > \"$fast/irqmode\"").unwrap();
+        let power = init.find("echo 1 > \"$fast/power\"").unwrap();
+        let waits = init.find("/dev/nullb1 /dev/nullb2; do").unwrap();
+        let tests = init.find("run_test 'disk'").unwrap();
+        assert!(configfs < irqmode && irqmode < power && power < waits && waits < tests);
+        for var in [
+            "LT_NULLB=/dev/nullb0",
+            "LT_NULLB2=/dev/nullb1",
+            "LT_NULLB_LATENCY_NS=$latency",
+            "LT_NULLB_FAST=/dev/nullb2",
+        ] {
+            assert!(init.contains(var), "{var} is not exported");
+        }
+    }
+
+    #[test]
+    fn a_script_guest_runs_the_script_instead_of_the_tests() {
+        let init = init_script(&[], &[], &["sched"], Guest::Script("echo hi"));
+        assert!(init.contains("run_script /guest-script\n"));
+        assert!(!init.contains("run_test 'sched'"));
+        let marker = init
+            .find(&format!("echo \"{RESULT_MARKER}$status\""))
+            .unwrap();
+        assert!(init.find("run_script /guest-script").unwrap() < marker);
     }
 }

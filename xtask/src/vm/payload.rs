@@ -20,21 +20,32 @@ pub struct Payload {
     pub tests: Vec<(String, PathBuf)>,
 }
 
+/// Everything the test guest runs: loadtrace, the workload generator and the tests.
 pub fn build(root: &Path) -> Result<Payload> {
+    let programs = build_programs(root)?;
+    let tests = build_tests(root, &target_dir(root))?;
+    Ok(Payload { tests, ..programs })
+}
+
+/// loadtrace and the workload generator only, for a guest that runs a script of its own.
+pub fn build_programs(root: &Path) -> Result<Payload> {
     setup::ensure_toolchain()?;
-    eprintln!("xtask: building the VM test programs (static, release)");
-    // A target directory of its own: the static RUSTFLAGS would otherwise invalidate the
-    // host build's cache, and the host build would invalidate this one.
-    let target_dir = root.join("target/vm-build");
+    eprintln!("xtask: building the VM programs (static, release)");
+    let target_dir = target_dir(root);
     setup::run(cargo(root, &target_dir, "build").args(["-p", "loadtrace", "--bin", "loadtrace"]))?;
     setup::run(cargo(root, &target_dir, "build").args(["-p", "loadtrace-tests", "--bins"]))?;
-    let tests = build_tests(root, &target_dir)?;
     let bin_dir = target_dir.join(TARGET).join("release");
     Ok(Payload {
         loadtrace: existing(bin_dir.join("loadtrace"))?,
         workload: existing(bin_dir.join("lt-workload"))?,
-        tests,
+        tests: Vec::new(),
     })
+}
+
+/// A target directory of its own: the static RUSTFLAGS would otherwise invalidate the host
+/// build's cache, and the host build would invalidate this one.
+fn target_dir(root: &Path) -> PathBuf {
+    root.join("target/vm-build")
 }
 
 /// `cargo <subcommand> --release` for the static target. With an explicit `--target`,

@@ -1,0 +1,420 @@
+//! Disk waits: I/O wait told apart from the rest of D, and each process's block requests
+//! counted per device with their latency.
+//!
+//! On null_blk every request takes a known time, the exact oracle: the VM's /init sets
+//! `LT_NULLB`, `LT_NULLB2` (two such devices) and `LT_NULLB_LATENCY_NS`. Elsewhere the
+//! null_blk tests skip, and the scratch-disk test checks what any disk allows.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail, ensure};
+use loadtrace_tests::procfs::{self, DelayAccounting};
+use loadtrace_tests::{
+    DiskSum, Loadtrace, Options, Process, Received, Workload, blockdev, check, in_vm, note,
+    patience, require_root, scratch_path, workload_bin,
+};
+use serde_json::Value;
+
+/// The size of every write: one page, one request.
+const WRITE_SIZE: &str = "4096";
+/// Rounding slack when comparing sums of figures that should agree exactly.
+const EPSILON_S: f64 = 1e-6;
+
+/// A null_blk device whose every request completes after a fixed time.
+struct NullBlk {
+    path: PathBuf,
+    /// As lsblk names it, which is how loadtrace must name it too.
+    name: String,
+    latency_ns: f64,
+}
+
+/// The two null_blk devices, or `None` (after saying the test skips) where there are none.
+fn null_blk_or_skip() -> Result<Option<(NullBlk, NullBlk)>> {
+    let devices = null_blk_devices()?;
+    if devices.is_none() {
+        note(
+            "skipping: no null_blk devices (LT_NULLB, LT_NULLB2 unset); `cargo xtask vm-test` runs this",
+        );
+    }
+    Ok(devices)
+}
+
+/// The two null_blk devices the environment names, if any. Inside the VM they must be
+/// there: a skip would hide a broken /init.
+fn null_blk_devices() -> Result<Option<(NullBlk, NullBlk)>> {
+    let (Some(first), Some(second)) = (std::env::var_os("LT_NULLB"), std::env::var_os("LT_NULLB2"))
+    else {
+        if in_vm() {
+            bail!("the VM's /init did not export LT_NULLB and LT_NULLB2");
+        }
+        return Ok(None);
+    };
+    let latency = std::env::var("LT_NULLB_LATENCY_NS").context("LT_NULLB_LATENCY_NS unset")?;
+    let latency_ns: f64 = latency
+        .parse()
+        .with_context(|| format!("LT_NULLB_LATENCY_NS={latency:?} is not a number"))?;
+    let device = |path: PathBuf| -> Result<NullBlk> {
+        let name = blockdev::name_of(&path)?;
+        Ok(NullBlk {
+            path,
+            name,
+            latency_ns,
+        })
+    };
+    Ok(Some((device(first.into())?, device(second.into())?)))
+}
+
+/// Starts `count` synchronous O_DIRECT writes to `path`, held at the gate until released,
+/// so loadtrace can be attached first. `extra` goes before the subcommand.
+fn writer(path: &Path, count: u64, extra: &[&str]) -> Result<Workload> {
+    let path = path.to_str().context("device path is not UTF-8")?;
+    let count = count.to_string();
+    let mut args = vec!["--wait-stdin"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "odirect", "--path", path, "--count", &count, "--size", WRITE_SIZE,
+    ]);
+    let w = Workload::spawn(&workload_bin!(), &args)?;
+    w.wait_ready(patience(Duration::from_secs(30)))?;
+    Ok(w)
+}
+
+/// Releases `workloads` (waiting at their gates) under loadtrace, waits for them to exit,
+/// then for a report whose interval began after that, so the reports hold all their work.
+/// Returns the reports, each checked for consistency, and the workloads' results.
+fn trace(options: Options, mut workloads: Vec<Workload>) -> Result<(Vec<Received>, Vec<Value>)> {
+    let loadtrace = Loadtrace::start(options)?;
+    loadtrace.wait_for_first_report()?;
+    for w in &mut workloads {
+        w.release()?;
+    }
+    let mut results = Vec::new();
+    for w in workloads {
+        results.push(w.wait_exit(patience(Duration::from_secs(120)))?);
+    }
+    loadtrace.wait_for_report_starting_after(SystemTime::now())?;
+    let reports = loadtrace.stop()?;
+    consistent(&reports)?;
+    Ok((reports, results))
+}
+
+fn consistent(reports: &[Received]) -> Result<()> {
+    for (i, r) in reports.iter().enumerate() {
+        check::disk_consistent(&r.report).with_context(|| format!("report {}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// Seconds `pid` spent in the state `figure` picks, summed over every report.
+fn seconds(reports: &[Received], pid: u32, figure: impl Fn(&Process) -> f64) -> f64 {
+    reports
+        .iter()
+        .map(|r| r.report.seconds_of(pid, &figure))
+        .sum()
+}
+
+fn disk_of(reports: &[Received], pid: u32) -> DiskSum {
+    DiskSum::of(reports.iter().map(|r| &r.report), pid)
+}
+
+#[test]
+fn null_blk_writes_show_their_count_latency_and_io_wait() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let Some((nullb, _)) = null_blk_or_skip()? else {
+        return Ok(());
+    };
+    const COUNT: u64 = 500;
+    let w = writer(&nullb.path, COUNT, &[])?;
+    let pid = w.pid();
+    let (reports, results) = trace(Options::every(1).top(0), vec![w])?;
+
+    let disk = disk_of(&reports, pid);
+    let io_wait_s = seconds(&reports, pid, |p| p.io_wait);
+    let d_s = seconds(&reports, pid, |p| p.uninterruptible);
+    let expected_s = COUNT as f64 * nullb.latency_ns / 1e9;
+    let device = disk.devices.get(&nullb.name).with_context(|| {
+        format!(
+            "the writer's requests are not on {}; its devices: {:?}",
+            nullb.name,
+            disk.busy_devices()
+        )
+    })?;
+    note(&format!(
+        "null_blk: {COUNT} writes in {:.3} s; loadtrace: {} writes on {} (devices {:?}), \
+         latency avg {:.3} ms max {:.3} ms; io_wait {io_wait_s:.3} s, D {d_s:.3} s, expected {expected_s:.3} s",
+        results[0]["elapsed_ns"].as_f64().unwrap_or(f64::NAN) / 1e9,
+        device.write_ops,
+        nullb.name,
+        disk.busy_devices(),
+        device.avg_latency_ms(),
+        device.max_latency_ms,
+    ));
+    check::near_fraction(
+        &format!("write requests on {}", nullb.name),
+        device.write_ops as f64,
+        COUNT as f64,
+        0.01,
+    )?;
+    check::near_fraction(
+        &format!("average latency on {} (ms)", nullb.name),
+        device.avg_latency_ms(),
+        nullb.latency_ns / 1e6,
+        0.10,
+    )?;
+    check::near_fraction("the writer's io_wait (s)", io_wait_s, expected_s, 0.10)?;
+    check::near_fraction("the writer's uninterruptible (s)", d_s, expected_s, 0.10)?;
+    box_io_wait_holds_the_writers(&reports, pid)
+}
+
+/// The box's I/O wait includes the writer's, interval by interval.
+fn box_io_wait_holds_the_writers(reports: &[Received], pid: u32) -> Result<()> {
+    for (i, r) in reports.iter().enumerate() {
+        let Some(p) = r.report.process(pid) else {
+            continue;
+        };
+        ensure!(
+            r.report.load.io_wait + EPSILON_S >= p.io_wait,
+            "report {}: the box's io_wait {} is less than the writer's {}",
+            i + 1,
+            r.report.load.io_wait,
+            p.io_wait
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn writers_on_two_devices_are_kept_apart() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let Some((first, second)) = null_blk_or_skip()? else {
+        return Ok(());
+    };
+    // Different counts, so requests charged to the wrong writer show in the counts too.
+    let plan = [(first, 400u64), (second, 250u64)];
+    let mut writers = Vec::new();
+    for (device, count) in &plan {
+        writers.push(writer(&device.path, *count, &[])?);
+    }
+    let pids: Vec<u32> = writers.iter().map(Workload::pid).collect();
+    let (reports, _) = trace(Options::every(1).top(0), writers)?;
+
+    for ((device, count), pid) in plan.iter().zip(pids) {
+        only_own_device(&reports, pid, &device.name)?;
+        let disk = disk_of(&reports, pid);
+        let writes = disk.devices.get(&device.name).map_or(0, |c| c.write_ops);
+        note(&format!(
+            "two devices: writer {pid} on {}: {writes} writes counted of {count}",
+            device.name
+        ));
+        check::near_fraction(
+            &format!("writer {pid}'s write requests on {}", device.name),
+            writes as f64,
+            *count as f64,
+            0.01,
+        )?;
+    }
+    Ok(())
+}
+
+/// Fails if any report lists a device other than `own` for `pid`.
+fn only_own_device(reports: &[Received], pid: u32, own: &str) -> Result<()> {
+    for (i, r) in reports.iter().enumerate() {
+        let Some(p) = r.report.process(pid) else {
+            continue;
+        };
+        let names: Vec<&str> = p.disk.devices.iter().map(|d| d.name.as_str()).collect();
+        ensure!(
+            names.iter().all(|&n| n == own),
+            "report {}: the writer on {own} (pid {pid}) lists devices {names:?}",
+            i + 1
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn d_sleep_without_io_is_not_io_wait() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let parent = Workload::spawn(
+        &workload_bin!(),
+        &["--wait-stdin", "vfork-d", "--secs", "3"],
+    )?;
+    parent.wait_ready(patience(Duration::from_secs(30)))?;
+    let pid = parent.pid();
+    let (reports, results) = trace(Options::every(1).top(0), vec![parent])?;
+
+    let waited_s = results[0]["elapsed_ns"].as_f64().context("no elapsed_ns")? / 1e9;
+    let d_s = seconds(&reports, pid, |p| p.uninterruptible);
+    let io_wait_s = seconds(&reports, pid, |p| p.io_wait);
+    note(&format!(
+        "vfork-d: parent waited {waited_s:.3} s; loadtrace: D {d_s:.3} s, of which io_wait {io_wait_s:.4} s"
+    ));
+    // First that the D sleep is there at all, or the split below would prove nothing.
+    check::near_fraction("the vfork parent's D time (s)", d_s, waited_s, 0.05)?;
+    ensure!(
+        io_wait_s < 0.05 * d_s,
+        "the vfork parent's D sleep is no I/O, yet {io_wait_s:.4} s of its {d_s:.3} s count as io_wait"
+    );
+    Ok(())
+}
+
+#[test]
+fn io_wait_matches_delay_accounting() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    let _delayacct = DelayAccounting::enable()?;
+    let path = match null_blk_devices()? {
+        Some((nullb, _)) => nullb.path,
+        None => scratch_path()?,
+    };
+    let count = writes_for(&path, Duration::from_secs(2))?;
+    let mut w = writer(&path, count, &["--then-block"])?;
+    let pid = w.pid();
+    let tids = procfs::threads(pid)?;
+    let before = blkio_ticks(pid, &tids)?;
+
+    let loadtrace = Loadtrace::start(Options::every(1).pid(pid))?;
+    loadtrace.wait_for_first_report()?;
+    w.release()?;
+    let done = w.wait_parked(patience(Duration::from_secs(120)))?;
+    // Parked in an interruptible sleep: its delay accounting stays put from here on.
+    loadtrace.wait_for_report_starting_after(SystemTime::now())?;
+    let after = blkio_ticks(pid, &tids)?;
+    let reports = loadtrace.stop()?;
+    consistent(&reports)?;
+
+    let kernel_s = (after - before) as f64 / procfs::clock_ticks_per_sec()? as f64;
+    let traced_s = seconds(&reports, pid, |p| p.io_wait);
+    let threads_s = thread_io_wait_ns(&reports, pid, &tids) as f64 / 1e9;
+    note(&format!(
+        "delay accounting: {count} writes to {} in {:.3} s; blkio {kernel_s:.3} s; loadtrace \
+         io_wait {traced_s:.3} s (process), {threads_s:.3} s (threads)",
+        path.display(),
+        done["elapsed_ns"].as_f64().unwrap_or(f64::NAN) / 1e9
+    ));
+    ensure!(
+        kernel_s > 0.0,
+        "delay accounting recorded no I/O wait for {count} synchronous writes (is it on?)"
+    );
+    // Field 42 truncates to 10 ms ticks. With at least half a second of wait that is under
+    // 2% of it, well inside the 5% tolerance, so the tolerance need not allow for it.
+    ensure!(
+        kernel_s >= 0.5,
+        "only {kernel_s:.3} s of I/O wait: too little to compare at 10 ms resolution"
+    );
+    check::near_fraction(
+        "io_wait (s) against delay accounting",
+        traced_s,
+        kernel_s,
+        0.05,
+    )?;
+    check::near_fraction(
+        "thread io_wait_ns (s) against delay accounting",
+        threads_s,
+        kernel_s,
+        0.05,
+    )
+}
+
+/// How many writes to `path` take about `target`, from an untraced trial run; at least
+/// the usual 500, and bounded so a slow disk cannot stretch the test without end.
+fn writes_for(path: &Path, target: Duration) -> Result<u64> {
+    const TRIAL: u64 = 200;
+    let per_write_ns = untraced_writes(path, TRIAL)?;
+    let count = (target.as_nanos() as f64 / per_write_ns.max(1.0)).ceil() as u64;
+    Ok(count.clamp(500, 20_000))
+}
+
+/// Runs `count` writes to `path` without loadtrace and returns the time per write (ns).
+/// On a scratch file this also allocates the blocks a later run of as many writes
+/// overwrites, so that run's requests and waits are its own, not a journal commit's.
+fn untraced_writes(path: &Path, count: u64) -> Result<f64> {
+    let path = path.to_str().context("path is not UTF-8")?;
+    let count_arg = count.to_string();
+    let args = [
+        "odirect", "--path", path, "--count", &count_arg, "--size", WRITE_SIZE,
+    ];
+    let trial = Workload::spawn(&workload_bin!(), &args)?;
+    let result = trial.wait_exit(patience(Duration::from_secs(60)))?;
+    Ok(result["elapsed_ns"].as_f64().context("no elapsed_ns")? / count as f64)
+}
+
+/// The delay-accounting ticks of `tids` added up.
+fn blkio_ticks(pid: u32, tids: &[u32]) -> Result<u64> {
+    tids.iter().map(|&tid| procfs::blkio_ticks(pid, tid)).sum()
+}
+
+/// `io_wait_ns` of the threads `tids` of `pid`, summed over every report's thread detail.
+fn thread_io_wait_ns(reports: &[Received], pid: u32, tids: &[u32]) -> u64 {
+    reports
+        .iter()
+        .filter_map(|r| r.report.process(pid))
+        .flat_map(|p| tids.iter().filter_map(|&tid| p.thread(tid)))
+        .map(|t| t.io_wait_ns)
+        .sum()
+}
+
+#[test]
+fn odirect_writes_on_the_scratch_disk() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    const COUNT: u64 = 500;
+    let path = scratch_path()?;
+    untraced_writes(&path, COUNT)?;
+    let disks = blockdev::carriers(&path)?;
+    let w = writer(&path, COUNT, &[])?;
+    let pid = w.pid();
+    let (reports, results) = trace(Options::every(1).top(0), vec![w])?;
+
+    let disk = disk_of(&reports, pid);
+    let io_wait_s = seconds(&reports, pid, |p| p.io_wait);
+    let d_s = seconds(&reports, pid, |p| p.uninterruptible);
+    note(&format!(
+        "scratch: {COUNT} writes to {} on {disks:?}; loadtrace: {} writes, {} requests, \
+         devices {:?}; io_wait {io_wait_s:.4} s of D {d_s:.4} s",
+        path.display(),
+        disk.total.write_ops,
+        disk.total.ops,
+        disk.busy_devices()
+    ));
+    // A file system may add metadata writes of its own from the writer's context (ext4
+    // writes the inode when the timestamps move on, once a clock tick): the time the run
+    // took tells whether that explains a surplus.
+    ensure!(
+        (COUNT..=COUNT + 20).contains(&disk.total.write_ops),
+        "{} write requests for {COUNT} O_DIRECT writes, expected {COUNT} to {}; the writes took {:.1} ms",
+        disk.total.write_ops,
+        COUNT + 20,
+        results[0]["elapsed_ns"].as_f64().unwrap_or(f64::NAN) / 1e6
+    );
+    let on_disk: Vec<&str> = disk
+        .busy_devices()
+        .into_iter()
+        .filter(|d| disks.contains(*d))
+        .collect();
+    ensure!(
+        !on_disk.is_empty(),
+        "the writer's devices {:?} include none of {disks:?}, where {} lives",
+        disk.busy_devices(),
+        path.display()
+    );
+    for name in on_disk {
+        let latency = disk.devices[name].avg_latency_ms();
+        ensure!(latency > 0.0, "latency on {name} is {latency} ms");
+    }
+    ensure!(io_wait_s > 0.0, "synchronous writes showed no io_wait");
+    ensure!(
+        io_wait_s <= d_s + EPSILON_S,
+        "io_wait {io_wait_s:.4} s is more than the whole D time {d_s:.4} s"
+    );
+    Ok(())
+}
