@@ -65,6 +65,9 @@ pub struct TaskEntry {
     /// next departure's value minus this is the wait before that run, measured by the kernel
     /// from the moment the thread was woken or preempted.
     pub run_delay_ns: u64,
+    /// When it was last woken from a load-counting D sleep: where the kernel moves it from
+    /// `nr_uninterruptible` back to `nr_running` (and delay accounting ends its wait).
+    pub woken_ns: u64,
     /// When the entry was created: tells a reused thread id from its predecessor.
     pub birth_ns: u64,
     pub totals: TaskTotals,
@@ -249,6 +252,9 @@ pub struct TaskLayout {
     pub prev_state_arg: u32,
     /// `sched_info.run_delay`.
     pub run_delay_offset: u32,
+    /// Byte holding the `sched_contributes_to_load` bitfield, and the bit within it.
+    pub contrib_offset: u32,
+    pub contrib_mask: u32,
     /// `struct request`: `__data_len`, `cmd_flags`, `part`, and `block_device::bd_dev`.
     pub rq_data_len_offset: u32,
     pub rq_cmd_flags_offset: u32,

@@ -9,8 +9,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    macros::{btf_tracepoint, raw_tracepoint},
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use loadtrace_common::{IoKey, IoTotals, RequestStart, io_op, latency_bucket};
 
@@ -63,8 +63,7 @@ fn start(rq: *const u8) -> i32 {
 }
 
 #[inline(always)]
-fn done(rq: *const u8) -> i32 {
-    let key = rq as u64;
+fn done(key: u64) -> i32 {
     let Some(s) = (unsafe { REQUESTS.get(key) }).copied() else {
         return 0;
     };
@@ -136,8 +135,10 @@ pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// `block_rq_complete(struct request *, blk_status_t, unsigned int nr_bytes)`: the first
-/// completion of a request ends it (partial completions are rare and short).
-#[btf_tracepoint(function = "block_rq_complete")]
-pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
-    done(ctx.arg(0))
+/// completion of a request ends it (partial completions are rare and short). A raw
+/// tracepoint: only the request's address is needed, and 6.1's verifier refuses this
+/// tracepoint's typed arguments.
+#[raw_tracepoint(tracepoint = "block_rq_complete")]
+pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
+    done(ctx.arg::<u64>(0))
 }

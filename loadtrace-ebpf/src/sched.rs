@@ -3,10 +3,11 @@
 //!
 //! - The thread arriving is only named in the CPU's slot (a per-CPU array, no hashing); its
 //!   entry is brought up to date when it leaves.
-//! - Wakeups are not hooked. When a thread leaves the CPU, the kernel's own
-//!   `sched_info.run_delay` says how long it waited in a run queue before this run, counted
-//!   from the moment it was woken or preempted; the rest of the time since it last left was
-//!   the sleep it left in. A D sleep therefore ends where the kernel ends it, at the wakeup.
+//! - Wakeups cost one load and a return, except from a load-counting D sleep, whose end is
+//!   stamped at the wakeup, where the kernel moves the thread back to `nr_running`. For
+//!   other sleeps, when the thread leaves the CPU, the kernel's own `sched_info.run_delay`
+//!   says how long it waited in a run queue before this run; the rest of the time since it
+//!   last left was the sleep it left in.
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
 //!
@@ -143,7 +144,15 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // Since it last left: first the state it left in, then a wait in a run queue (the
     // kernel's measure), then this run.
     let away = d.arrived.saturating_sub(e.since_ns);
-    let waited = d.run_delay.saturating_sub(e.run_delay_ns).min(away);
+    // A D sleep ends at its wakeup, seen by `sched_wakeup`. Other sleeps end where the
+    // kernel's run-queue wait began: its clock can lag a wakeup on an idle CPU by the time
+    // that CPU takes to wake, which matters for D (load and delay accounting) but not for S.
+    let woken = e.state == UNINTERRUPTIBLE && e.woken_ns > e.since_ns && e.woken_ns <= d.arrived;
+    let waited = if woken {
+        d.arrived - e.woken_ns
+    } else {
+        d.run_delay.saturating_sub(e.run_delay_ns).min(away)
+    };
     let slept = away - waited;
     e.totals.runqueue_ns += waited;
     match e.state {
@@ -186,6 +195,25 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
 fn in_iowait(task: *const u8) -> u8 {
     let l = layout();
     (u32::from(read_u8(task, l.in_iowait_offset)) & l.in_iowait_mask != 0) as u8
+}
+
+/// `sched_wakeup(task *p)`: only wakeups from load-counting D sleeps are recorded; every
+/// other wakeup (most of them) costs one load and a return.
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(0);
+    let l = layout();
+    if u32::from(read_u8(task, l.contrib_offset)) & l.contrib_mask == 0 {
+        return 0;
+    }
+    if let Some(e) = lookup(read_u32(task, l.pid_offset))
+        && e.state == UNINTERRUPTIBLE
+    {
+        begin_update(e);
+        e.woken_ns = unsafe { bpf_ktime_get_ns() };
+        end_update(e);
+    }
+    0
 }
 
 /// `sched_wakeup_new(task *p)`: a thread's first wakeup, right after fork or clone. Its wait

@@ -6,9 +6,8 @@ use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 use anyhow::{Context as _, Result, anyhow};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::PerCpuValues,
-    maps::{HashMap, Map, MapData, PerCpuArray, RingBuf},
-    programs::BtfTracePoint,
+    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    programs::Program,
 };
 use loadtrace_common::{Counters, ExitRecord, IoKey, IoTotals, TaskEntry, TaskLayout, state};
 
@@ -23,7 +22,7 @@ const BPF_NOEXIST: u64 = 1;
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loadtrace"));
 
 /// Programs on the tracepoints of the same name.
-const SCHED_HOOKS: [&str; 2] = ["sched_wakeup_new", "sched_switch"];
+const SCHED_HOOKS: [&str; 3] = ["sched_wakeup_new", "sched_wakeup", "sched_switch"];
 
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
@@ -58,6 +57,8 @@ pub struct ProgramCost {
 pub struct Tracer {
     // Holds the programs and their links: dropping it detaches everything.
     ebpf: Ebpf,
+    /// The programs attached, by name.
+    hooks: Vec<&'static str>,
     tasks: HashMap<MapData, u32, TaskEntry>,
     tasks_fd: RawFd,
     io_totals: HashMap<MapData, IoKey, IoTotals>,
@@ -81,7 +82,11 @@ impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
     /// threads, and attaches them, with the block hooks the kernel has (`block_hooks`, a
     /// subset of [`BLOCK_HOOKS`]).
-    pub fn start(layout: &TaskLayout, max_tasks: u32, block_hooks: &[&str]) -> Result<Self> {
+    pub fn start(
+        layout: &TaskLayout,
+        max_tasks: u32,
+        block_hooks: &[&'static str],
+    ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
             .map_max_entries("TASKS", max_tasks)
@@ -94,19 +99,25 @@ impl Tracer {
             // Without completions nothing about a request can be told.
             &[]
         };
-        let hooks: Vec<&str> = SCHED_HOOKS.iter().chain(block).copied().collect();
+        let hooks: Vec<&'static str> = SCHED_HOOKS.iter().chain(block).copied().collect();
         for &name in &hooks {
-            program(&mut ebpf, name)?
-                .load(name, &btf)
-                .with_context(|| format!("verifying program {name}"))?;
+            match ebpf.program_mut(name) {
+                Some(Program::RawTracePoint(p)) => p.load(),
+                Some(Program::BtfTracePoint(p)) => p.load(name, &btf),
+                _ => return Err(anyhow!("program {name} missing from the object")),
+            }
+            .with_context(|| format!("verifying program {name}"))?;
         }
         let mut counters: PerCpuArray<MapData, Counters> =
             take(&mut ebpf, "COUNTERS")?.try_into()?;
         start_clocks(&mut counters)?;
         for &name in &hooks {
-            program(&mut ebpf, name)?
-                .attach()
-                .with_context(|| format!("attaching to BTF tracepoint {name}"))?;
+            match ebpf.program_mut(name) {
+                Some(Program::RawTracePoint(p)) => p.attach(name).map(drop),
+                Some(Program::BtfTracePoint(p)) => p.attach().map(drop),
+                _ => return Err(anyhow!("program {name} missing from the object")),
+            }
+            .with_context(|| format!("attaching to tracepoint {name}"))?;
         }
         let tasks_map = take(&mut ebpf, "TASKS")?;
         let tasks_fd = raw_fd(&tasks_map)?;
@@ -120,6 +131,7 @@ impl Tracer {
             exits: take(&mut ebpf, "EXITS")?.try_into()?,
             counters,
             ebpf,
+            hooks,
         })
     }
 
@@ -261,7 +273,7 @@ impl Tracer {
 
     /// Cumulative run counts and times of the programs (zero unless BPF statistics are on).
     pub fn program_costs(&self) -> Vec<ProgramCost> {
-        SCHED_HOOKS
+        self.hooks
             .iter()
             .filter_map(|name| {
                 let info = self.ebpf.program(name)?.info().ok()?;
@@ -292,13 +304,6 @@ impl Tracer {
         }
         Ok(sum)
     }
-}
-
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint> {
-    Ok(ebpf
-        .program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-        .try_into()?)
 }
 
 /// Every CPU runs someone when tracing begins; its first switch closes that thread's time
