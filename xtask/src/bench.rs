@@ -78,8 +78,37 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     let costs = measure(Mode::Loadtrace, &loadtrace, &workload, opts.secs, true)?;
     let idle = idle_cost(&loadtrace, opts.secs.max(10))?;
+    let many = many_threads_cost(&loadtrace, &workload, opts.secs.max(10))?;
     print_report(&per_switch, &saturation, costs.loadtrace.as_ref(), &idle);
+    println!(
+        "| {MANY_THREADS} threads alive (each waking once a second): userspace CPU / peak RSS | {:.3}% / {} KiB |",
+        many.cpu_fraction * 100.0,
+        many.peak_rss_kib
+    );
     Ok(())
+}
+
+const MANY_THREADS: usize = 10_000;
+
+/// Userspace cost of loadtrace with many threads to read every interval.
+fn many_threads_cost(loadtrace: &Path, workload: &Path, secs: u64) -> Result<Idle> {
+    let mut sleepers = Command::new(workload)
+        .args([
+            "sleep",
+            "--threads",
+            &MANY_THREADS.to_string(),
+            "--secs",
+            &(secs + 30).to_string(),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the sleeping threads")?;
+    // Let them all start and wake once.
+    thread::sleep(Duration::from_secs(3));
+    let cost = idle_cost(loadtrace, secs);
+    let _ = sleepers.kill();
+    let _ = sleepers.wait();
+    cost
 }
 
 fn mount_tracefs() -> Result<()> {
