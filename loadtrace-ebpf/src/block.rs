@@ -118,18 +118,21 @@ fn add(field: &mut u64, v: u64) {
 
 /// `block_io_start(struct request *)`, 6.5+.
 #[btf_tracepoint(function = "block_io_start")]
+#[inline(always)]
 pub fn block_io_start(ctx: BtfTracePointContext) -> i32 {
     start(ctx.arg(0))
 }
 
 /// `block_rq_insert(struct request *)`.
 #[btf_tracepoint(function = "block_rq_insert")]
+#[inline(always)]
 pub fn block_rq_insert(ctx: BtfTracePointContext) -> i32 {
     start(ctx.arg(0))
 }
 
 /// `block_rq_issue(struct request *)`.
 #[btf_tracepoint(function = "block_rq_issue")]
+#[inline(always)]
 pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
     start(ctx.arg(0))
 }
@@ -139,6 +142,7 @@ pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
 /// tracepoint: only the request's address is needed, and 6.1's verifier refuses this
 /// tracepoint's typed arguments.
 #[raw_tracepoint(tracepoint = "block_rq_complete")]
+#[inline(always)]
 pub fn block_rq_complete(ctx: RawTracePointContext) -> i32 {
     done(ctx.arg::<u64>(0))
 }

@@ -1,5 +1,8 @@
 //! loadtrace's kernel-side programs. One module per hook family; the maps they share live in
 //! `maps`, the per-thread state machine in `tasks`.
+//!
+//! Every program's body is `#[inline(always)]` into its entry point: left a subprogram, it
+//! takes the context by value, which 6.1's verifier refuses.
 #![no_std]
 #![no_main]
 // For the empty asm block that serves as a compiler barrier (see tasks.rs).

@@ -51,6 +51,7 @@ fn read_u8(task: *const u8, offset: u32) -> u8 {
 
 /// `sched_switch(bool preempt, task *prev, task *next[, unsigned int prev_state])`.
 #[btf_tracepoint(function = "sched_switch")]
+#[inline(always)]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
@@ -200,6 +201,7 @@ fn in_iowait(task: *const u8) -> u8 {
 /// `sched_wakeup(task *p)`: only wakeups from load-counting D sleeps are recorded; every
 /// other wakeup (most of them) costs one load and a return.
 #[btf_tracepoint(function = "sched_wakeup")]
+#[inline(always)]
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
@@ -220,6 +222,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
 /// for its first run is counted from here; a dead thread's totals still waiting under the
 /// same id are sent first.
 #[btf_tracepoint(function = "sched_wakeup_new")]
+#[inline(always)]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
