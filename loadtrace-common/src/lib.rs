@@ -125,14 +125,17 @@ pub fn latency_bucket(ns: u64) -> usize {
     if ns < 1 << LATENCY_FIRST_LOG2 {
         return 0;
     }
+    // Clamped first, so the index needs no clamp: a branch on it after the arithmetic leaves
+    // 6.1's verifier with an impossible range it cannot prune.
+    const LAST_LOG2: u32 = LATENCY_FIRST_LOG2 + ((LATENCY_BUCKETS - 1) / 4) as u32;
+    let ns = if ns >= 1 << LAST_LOG2 {
+        (1 << LAST_LOG2) - 1
+    } else {
+        ns
+    };
     let log2 = log2(ns);
     let sub = (ns >> (log2 - 2)) & 3;
-    let idx = 1 + 4 * (log2 - LATENCY_FIRST_LOG2) as usize + sub as usize;
-    if idx >= LATENCY_BUCKETS {
-        LATENCY_BUCKETS - 1
-    } else {
-        idx
-    }
+    1 + 4 * (log2 - LATENCY_FIRST_LOG2) as usize + sub as usize
 }
 
 /// Lowest latency that falls in bucket `idx` (ns); the bucket ends where the next begins.
