@@ -36,7 +36,13 @@ fn start(rq: *const u8) -> i32 {
         return 0;
     }
     let l = layout();
-    let part: *const u8 = load(rq, l.rq_part_offset);
+    let mut part: *const u8 = load(rq, l.rq_part_offset);
+    if part.is_null() {
+        let bio: *const u8 = load(rq, l.rq_bio_offset);
+        if !bio.is_null() {
+            part = load(bio, l.bio_bdev_offset);
+        }
+    }
     if part.is_null() {
         // Passthrough requests have no block device to charge.
         return 0;
