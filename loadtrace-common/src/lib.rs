@@ -197,6 +197,17 @@ pub struct RequestStart {
     pub _pad: [u8; 3],
 }
 
+/// Who submitted a bio that became a request, and when: recorded in the submitter's context
+/// (block_getrq), for requests that a kworker issues later (6.1 dispatches plugged requests
+/// from kblockd).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BioOwner {
+    pub start_ns: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
 /// Key of the per-process, per-device I/O totals.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

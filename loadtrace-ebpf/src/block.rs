@@ -12,9 +12,9 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
-use loadtrace_common::{IoKey, IoTotals, RequestStart, io_op, latency_bucket};
+use loadtrace_common::{BioOwner, IoKey, IoTotals, RequestStart, io_op, latency_bucket};
 
-use crate::maps::{IO_TOTALS, REQUESTS, counters, layout};
+use crate::maps::{BIO_OWNERS, IO_TOTALS, REQUESTS, counters, layout};
 
 /// A new entry's value: too large for the 512-byte BPF stack, so it lives in read-only data.
 static ZERO_TOTALS: IoTotals = IoTotals::ZERO;
@@ -36,12 +36,10 @@ fn start(rq: *const u8) -> i32 {
         return 0;
     }
     let l = layout();
+    let bio: *const u8 = load(rq, l.rq_bio_offset);
     let mut part: *const u8 = load(rq, l.rq_part_offset);
-    if part.is_null() {
-        let bio: *const u8 = load(rq, l.rq_bio_offset);
-        if !bio.is_null() {
-            part = load(bio, l.bio_bdev_offset);
-        }
+    if part.is_null() && !bio.is_null() {
+        part = load(bio, l.bio_bdev_offset);
     }
     if part.is_null() {
         // Passthrough requests have no block device to charge.
@@ -52,9 +50,21 @@ fn start(rq: *const u8) -> i32 {
         1 => io_op::WRITE,
         _ => io_op::OTHER,
     };
+    // Issued by whoever runs the queue; charged to whoever submitted the bio, when known.
+    let owner = match unsafe { BIO_OWNERS.get(&(bio as u64)) }.copied() {
+        Some(o) => {
+            let _ = BIO_OWNERS.remove(&(bio as u64));
+            o
+        }
+        None => BioOwner {
+            start_ns: unsafe { bpf_ktime_get_ns() },
+            tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+            _pad: 0,
+        },
+    };
     let start = RequestStart {
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        start_ns: owner.start_ns,
+        tgid: owner.tgid,
         dev: load(part, l.bdev_dev_offset),
         bytes: load(rq, l.rq_data_len_offset),
         op,
@@ -120,6 +130,20 @@ fn done(key: u64) -> i32 {
 #[inline(always)]
 fn add(field: &mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(field, v) };
+}
+
+/// `block_getrq(struct bio *)`: a bio got a request, in the submitter's context. A raw
+/// tracepoint: only the bio's address is needed.
+#[raw_tracepoint(tracepoint = "block_getrq")]
+#[inline(always)]
+pub fn block_getrq(ctx: RawTracePointContext) -> i32 {
+    let owner = BioOwner {
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+    };
+    let _ = BIO_OWNERS.insert(&ctx.arg::<u64>(0), &owner, 0);
+    0
 }
 
 /// `block_io_start(struct request *)`, 6.5+.

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use loadtrace_common::{Counters, IoKey, IoTotals, RequestStart, TaskEntry, TaskLayout};
+use loadtrace_common::{BioOwner, Counters, IoKey, IoTotals, RequestStart, TaskEntry, TaskLayout};
 
 /// Per-thread state and totals, keyed by thread id. Userspace sizes it at load time for the
 /// most threads the kernel can have at once; entries are allocated on first sight (no
@@ -22,6 +22,11 @@ pub static EXITS: RingBuf = RingBuf::with_byte_size(512 * 1024, 0);
 /// is never seen ages out instead of filling the map.
 #[map]
 pub static REQUESTS: LruHashMap<u64, RequestStart> = LruHashMap::with_max_entries(16384, 0);
+
+/// Submitters of bios that got a request, keyed by the bio's address, until the request is
+/// seen starting. LRU for the same reason as REQUESTS.
+#[map]
+pub static BIO_OWNERS: LruHashMap<u64, BioOwner> = LruHashMap::with_max_entries(16384, 0);
 
 /// Cumulative I/O per (process, device); userspace removes the entries of processes that are
 /// gone once it has read them.

@@ -30,6 +30,7 @@ const UNKNOWN_TID: u32 = u32::MAX;
 /// Block-layer programs, each attached when the kernel has its tracepoint: block_io_start
 /// arrived in 6.5; the others exist on every supported kernel.
 pub const BLOCK_HOOKS: &[&str] = &[
+    "block_getrq",
     "block_io_start",
     "block_rq_insert",
     "block_rq_issue",
