@@ -51,9 +51,9 @@ fn start(rq: *const u8) -> i32 {
         _ => io_op::OTHER,
     };
     // Issued by whoever runs the queue; charged to whoever submitted the bio, when known.
-    let owner = match unsafe { BIO_OWNERS.get(&(bio as u64)) }.copied() {
+    let owner = match unsafe { BIO_OWNERS.get(bio as u64) }.copied() {
         Some(o) => {
-            let _ = BIO_OWNERS.remove(&(bio as u64));
+            let _ = BIO_OWNERS.remove(bio as u64);
             o
         }
         None => BioOwner {

@@ -235,11 +235,16 @@ impl Tracer {
             .counters
             .get(&0, 0)
             .context("reading the per-CPU slots")?;
-        Ok(per_cpu
+        // A thread named by two CPUs left one of them unseen: the later arrival stands.
+        let mut running = std::collections::HashMap::new();
+        for c in per_cpu
             .iter()
             .filter(|c| c.curr_tid != 0 && c.curr_tid != u64::from(UNKNOWN_TID))
-            .map(|c| (c.curr_tid as u32, c.last_switch_ns))
-            .collect())
+        {
+            let since = running.entry(c.curr_tid as u32).or_insert(c.last_switch_ns);
+            *since = (*since).max(c.last_switch_ns);
+        }
+        Ok(running)
     }
 
     /// Cumulative I/O of every (process, device).

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use loadtrace_common::TaskTotals;
 
-use super::thread::{ThreadReading, ThreadState, totals_delta, totals_max};
+use super::thread::{ThreadReading, ThreadState};
 
 /// What one thread did during one interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +26,54 @@ struct Last {
     /// Its final totals were accounted; later live readings of it are stale copies.
     exited: bool,
     unseen: u32,
+}
+
+/// What to show for a thread whose totals are now `now` after `shown` was shown, and what
+/// has been shown after that.
+fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
+    let load = |t: &TaskTotals| t.on_cpu_ns + t.runqueue_ns + t.uninterruptible_ns;
+    let to_show = load(now).saturating_sub(load(shown));
+    let grew = [
+        now.on_cpu_ns.saturating_sub(shown.on_cpu_ns),
+        now.runqueue_ns.saturating_sub(shown.runqueue_ns),
+        now.uninterruptible_ns
+            .saturating_sub(shown.uninterruptible_ns),
+    ];
+    let grown: u64 = grew.iter().sum();
+    let mut part = [0u64; 3];
+    if grown > 0 {
+        for (p, g) in part.iter_mut().zip(grew) {
+            *p = (u128::from(to_show) * u128::from(g) / u128::from(grown)) as u64;
+        }
+        // Rounding leftovers go to the state that grew most.
+        let rest = to_show - part.iter().sum::<u64>();
+        let most = (0..3).max_by_key(|&i| grew[i]).unwrap_or(0);
+        part[most] += rest;
+    }
+    let d_iowait = now.iowait_ns.saturating_sub(shown.iowait_ns).min(part[2]);
+    let delta = TaskTotals {
+        on_cpu_ns: part[0],
+        runqueue_ns: part[1],
+        uninterruptible_ns: part[2],
+        iowait_ns: d_iowait,
+        sleeping_ns: now.sleeping_ns.saturating_sub(shown.sleeping_ns),
+        voluntary_switches: now
+            .voluntary_switches
+            .saturating_sub(shown.voluntary_switches),
+        involuntary_switches: now
+            .involuntary_switches
+            .saturating_sub(shown.involuntary_switches),
+    };
+    let after = TaskTotals {
+        on_cpu_ns: shown.on_cpu_ns + part[0],
+        runqueue_ns: shown.runqueue_ns + part[1],
+        uninterruptible_ns: shown.uninterruptible_ns + part[2],
+        iowait_ns: shown.iowait_ns + d_iowait,
+        sleeping_ns: shown.sleeping_ns.max(now.sleeping_ns),
+        voluntary_switches: shown.voluntary_switches.max(now.voluntary_switches),
+        involuntary_switches: shown.involuntary_switches.max(now.involuntary_switches),
+    };
+    (delta, after)
 }
 
 /// Remembers each thread's last totals, keyed by (tid, birth) so a reused thread id starts
@@ -70,15 +118,13 @@ impl Accountant {
         let now_totals = r.totals_at(now_ns);
         let key = (r.tid, r.birth_ns);
         // Time counted in one state while still open can turn out to belong to another (a
-        // sleep's end is only known when the thread leaves the CPU again). The baseline never
-        // goes back, so no time is counted twice: the moved time is counted in its new state,
-        // and the old state counts again only once its real total passes what was shown.
+        // sleep's end, or which CPU a thread is on, is only certain when it leaves a CPU
+        // again). What was shown is never taken back, so no time is counted twice: the load
+        // still to show is the growth of the thread's total load past what was shown, split
+        // over the states that grew.
         let (delta, baseline) = match self.last.get(&key) {
             Some(last) if last.exited => (TaskTotals::default(), last.totals),
-            Some(last) => (
-                totals_delta(&now_totals, &last.totals),
-                totals_max(&now_totals, &last.totals),
-            ),
+            Some(last) => advance(&now_totals, &last.totals),
             None => (now_totals, now_totals),
         };
         self.last.insert(
@@ -232,7 +278,8 @@ mod tests {
         };
         let d = a.interval(2_000, [], [left.clone()]);
         assert_eq!(d[0].delta.uninterruptible_ns, 0);
-        assert_eq!(d[0].delta.runqueue_ns + d[0].delta.on_cpu_ns, 1_200);
+        // 2_000 of load in all, 1_000 of it shown already.
+        assert_eq!(d[0].delta.runqueue_ns + d[0].delta.on_cpu_ns, 1_000);
         // Its next D sleep counts only beyond the 200 ns shown too early.
         let mut again = left;
         again.totals.uninterruptible_ns = 1_300;

@@ -41,10 +41,12 @@ impl ThreadReading {
     /// then it is counted in the state it left in.
     pub fn totals_at(&self, now_ns: u64) -> TaskTotals {
         let mut t = self.totals;
-        let back = self
-            .on_cpu_since
-            .unwrap_or(now_ns)
-            .clamp(self.since_ns, now_ns.max(self.since_ns));
+        // A CPU that names it as arriving before it last left is stale (the kernel moved it
+        // off that CPU without a switch event): it is not on that CPU.
+        let back = match self.on_cpu_since {
+            Some(arrived) if arrived >= self.since_ns => arrived.min(now_ns),
+            _ => now_ns.max(self.since_ns),
+        };
         let open = back.saturating_sub(self.since_ns);
         t.on_cpu_ns += now_ns.saturating_sub(back);
         match self.state {
@@ -59,19 +61,6 @@ impl ThreadReading {
             ThreadState::Exited => {}
         }
         t
-    }
-}
-
-/// The larger of each field: a baseline that never goes back.
-pub fn totals_max(a: &TaskTotals, b: &TaskTotals) -> TaskTotals {
-    TaskTotals {
-        on_cpu_ns: a.on_cpu_ns.max(b.on_cpu_ns),
-        runqueue_ns: a.runqueue_ns.max(b.runqueue_ns),
-        uninterruptible_ns: a.uninterruptible_ns.max(b.uninterruptible_ns),
-        iowait_ns: a.iowait_ns.max(b.iowait_ns),
-        sleeping_ns: a.sleeping_ns.max(b.sleeping_ns),
-        voluntary_switches: a.voluntary_switches.max(b.voluntary_switches),
-        involuntary_switches: a.involuntary_switches.max(b.involuntary_switches),
     }
 }
 
@@ -149,13 +138,13 @@ mod tests {
     fn a_reading_older_than_the_state_adds_nothing() {
         let t = reading(ThreadState::Runnable).totals_at(900);
         assert_eq!((t.on_cpu_ns, t.runqueue_ns), (5, 0));
-        // On a CPU since before it left (the per-CPU slot was read late): nothing odd.
+        // A CPU naming it as arriving before it left is stale: it is not on a CPU.
         let r = ThreadReading {
             on_cpu_since: Some(800),
             ..reading(ThreadState::Sleeping)
         };
         let t = r.totals_at(1_500);
-        assert_eq!((t.on_cpu_ns, t.sleeping_ns), (505, 0));
+        assert_eq!((t.on_cpu_ns, t.sleeping_ns), (5, 500));
     }
 
     #[test]
