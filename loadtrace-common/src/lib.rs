@@ -269,14 +269,12 @@ pub struct TaskLayout {
     /// Byte holding the `sched_contributes_to_load` bitfield, and the bit within it.
     pub contrib_offset: u32,
     pub contrib_mask: u32,
-    /// `struct request`: `__data_len`, `cmd_flags`, `part`, `bio`; `bio::bi_bdev`; and
-    /// `block_device::bd_dev`. `part` is only set when the queue keeps I/O statistics (on 6.1
-    /// not for every disk); the first bio's device stands in then.
+    /// `struct request`: `__data_len`, `cmd_flags`, `part`, `bio` (the first bio, whose
+    /// submitter block_getrq recorded); and `block_device::bd_dev`.
     pub rq_data_len_offset: u32,
     pub rq_cmd_flags_offset: u32,
     pub rq_part_offset: u32,
     pub rq_bio_offset: u32,
-    pub bio_bdev_offset: u32,
     pub bdev_dev_offset: u32,
 }
 

@@ -37,12 +37,9 @@ fn start(rq: *const u8) -> i32 {
     }
     let l = layout();
     let bio: *const u8 = load(rq, l.rq_bio_offset);
-    let mut part: *const u8 = load(rq, l.rq_part_offset);
-    if part.is_null() && !bio.is_null() {
-        part = load(bio, l.bio_bdev_offset);
-    }
+    let part: *const u8 = load(rq, l.rq_part_offset);
     if part.is_null() {
-        // Passthrough requests have no block device to charge.
+        // Passthrough and flush-machinery requests have no partition: not charged.
         return 0;
     }
     let op = match load::<u32>(rq, l.rq_cmd_flags_offset) & REQ_OP_MASK {

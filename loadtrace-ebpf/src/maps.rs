@@ -54,7 +54,6 @@ static LAYOUT: TaskLayout = TaskLayout {
     rq_cmd_flags_offset: 0,
     rq_part_offset: 0,
     rq_bio_offset: 0,
-    bio_bdev_offset: 0,
     bdev_dev_offset: 0,
 };
 

@@ -74,9 +74,6 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
             .map(|b| b / 8)
             .ok_or_else(|| anyhow!("struct request has no `{name}`"))
     };
-    let bio = find_struct(btf, "bio")?;
-    let bi_bdev = member_bit_offset(btf, &bio, "bi_bdev")?
-        .ok_or_else(|| anyhow!("struct bio has no `bi_bdev`"))?;
     let bdev = find_struct(btf, "block_device")?;
     let bd_dev = member_bit_offset(btf, &bdev, "bd_dev")?
         .ok_or_else(|| anyhow!("struct block_device has no `bd_dev`"))?;
@@ -96,7 +93,6 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         rq_cmd_flags_offset: rq_field("cmd_flags")?,
         rq_part_offset: rq_field("part")?,
         rq_bio_offset: rq_field("bio")?,
-        bio_bdev_offset: bi_bdev / 8,
         bdev_dev_offset: bd_dev / 8,
     })
 }

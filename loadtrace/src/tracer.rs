@@ -94,13 +94,19 @@ impl Tracer {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let block = if block_hooks.contains(&"block_rq_complete") {
+        let block: Vec<&'static str> = if block_hooks.contains(&"block_rq_complete") {
             block_hooks
+                .iter()
+                .copied()
+                // block_io_start (6.5+) already runs in the submitter's context; block_getrq
+                // is for older kernels, which issue plugged requests from kblockd.
+                .filter(|&h| !(h == "block_getrq" && block_hooks.contains(&"block_io_start")))
+                .collect()
         } else {
             // Without completions nothing about a request can be told.
-            &[]
+            Vec::new()
         };
-        let hooks: Vec<&'static str> = SCHED_HOOKS.iter().chain(block).copied().collect();
+        let hooks: Vec<&'static str> = SCHED_HOOKS.iter().chain(&block).copied().collect();
         for &name in &hooks {
             match ebpf.program_mut(name) {
                 Some(Program::RawTracePoint(p)) => p.load(),
