@@ -148,7 +148,9 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // A D sleep ends at its wakeup, seen by `sched_wakeup`. Other sleeps end where the
     // kernel's run-queue wait began: its clock can lag a wakeup on an idle CPU by the time
     // that CPU takes to wake, which matters for D (load and delay accounting) but not for S.
-    let woken = e.state == UNINTERRUPTIBLE && e.woken_ns > e.since_ns && e.woken_ns <= d.arrived;
+    let woken = (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
+        && e.woken_ns > e.since_ns
+        && e.woken_ns <= d.arrived;
     let waited = if woken {
         d.arrived - e.woken_ns
     } else {
@@ -198,18 +200,16 @@ fn in_iowait(task: *const u8) -> u8 {
     (u32::from(read_u8(task, l.in_iowait_offset)) & l.in_iowait_mask != 0) as u8
 }
 
-/// `sched_wakeup(task *p)`: only wakeups from load-counting D sleeps are recorded; every
-/// other wakeup (most of them) costs one load and a return.
+/// `sched_wakeup(task *p)`: stamps the end of a sleep. The kernel's run-queue clock can lag
+/// a wakeup by the time an idle CPU takes to wake (skipped clock updates), and that lag is
+/// run-queue wait to the kernel's own accounting, so it is measured here, not inferred.
 #[btf_tracepoint(function = "sched_wakeup")]
 #[inline(always)]
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
-    if u32::from(read_u8(task, l.contrib_offset)) & l.contrib_mask == 0 {
-        return 0;
-    }
     if let Some(e) = lookup(read_u32(task, l.pid_offset))
-        && e.state == UNINTERRUPTIBLE
+        && (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
     {
         begin_update(e);
         e.woken_ns = unsafe { bpf_ktime_get_ns() };
