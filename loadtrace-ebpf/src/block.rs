@@ -139,7 +139,7 @@ pub fn block_getrq(ctx: RawTracePointContext) -> i32 {
         tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
         _pad: 0,
     };
-    let _ = BIO_OWNERS.insert(&ctx.arg::<u64>(0), &owner, 0);
+    let _ = BIO_OWNERS.insert(ctx.arg::<u64>(0), owner, 0);
     0
 }
 
