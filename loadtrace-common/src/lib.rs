@@ -266,9 +266,6 @@ pub struct TaskLayout {
     pub prev_state_arg: u32,
     /// `sched_info.run_delay`.
     pub run_delay_offset: u32,
-    /// Byte holding the `sched_contributes_to_load` bitfield, and the bit within it.
-    pub contrib_offset: u32,
-    pub contrib_mask: u32,
     /// `struct request`: `__data_len`, `cmd_flags`, `part`, `bio` (the first bio, whose
     /// submitter block_getrq recorded); and `block_device::bd_dev`.
     pub rq_data_len_offset: u32,

@@ -48,8 +48,6 @@ static LAYOUT: TaskLayout = TaskLayout {
     in_iowait_mask: 0,
     prev_state_arg: 1,
     run_delay_offset: 0,
-    contrib_offset: 0,
-    contrib_mask: 0,
     rq_data_len_offset: 0,
     rq_cmd_flags_offset: 0,
     rq_part_offset: 0,

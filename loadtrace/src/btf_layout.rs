@@ -60,8 +60,6 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
             .ok_or_else(|| anyhow!("task_struct has neither `__state` nor `state`"))?,
     };
     let in_iowait = field("in_iowait")?.ok_or_else(|| anyhow!("task_struct has no `in_iowait`"))?;
-    let contrib = field("sched_contributes_to_load")?
-        .ok_or_else(|| anyhow!("task_struct has no `sched_contributes_to_load`"))?;
     // The kernel's run-queue wait per task (CONFIG_SCHED_INFO, present in every distribution
     // kernel: schedstat and delay accounting need it).
     let sched_info = field("sched_info")?
@@ -87,8 +85,6 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         in_iowait_mask: 1 << (in_iowait % 8),
         prev_state_arg: u32::from(sched_switch_has_prev_state(btf)?),
         run_delay_offset: (sched_info + run_delay) / 8,
-        contrib_offset: contrib / 8,
-        contrib_mask: 1 << (contrib % 8),
         rq_data_len_offset: rq_field("__data_len")?,
         rq_cmd_flags_offset: rq_field("cmd_flags")?,
         rq_part_offset: rq_field("part")?,

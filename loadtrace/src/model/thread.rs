@@ -64,22 +64,6 @@ impl ThreadReading {
     }
 }
 
-/// `a - b` field by field. Totals only grow; a torn read may make one reading briefly run
-/// ahead of the next, and saturating keeps that from turning into a huge wrapped number.
-pub fn totals_delta(a: &TaskTotals, b: &TaskTotals) -> TaskTotals {
-    TaskTotals {
-        on_cpu_ns: a.on_cpu_ns.saturating_sub(b.on_cpu_ns),
-        runqueue_ns: a.runqueue_ns.saturating_sub(b.runqueue_ns),
-        uninterruptible_ns: a.uninterruptible_ns.saturating_sub(b.uninterruptible_ns),
-        iowait_ns: a.iowait_ns.saturating_sub(b.iowait_ns),
-        sleeping_ns: a.sleeping_ns.saturating_sub(b.sleeping_ns),
-        voluntary_switches: a.voluntary_switches.saturating_sub(b.voluntary_switches),
-        involuntary_switches: a
-            .involuntary_switches
-            .saturating_sub(b.involuntary_switches),
-    }
-}
-
 pub fn totals_add(a: &mut TaskTotals, b: &TaskTotals) {
     a.on_cpu_ns += b.on_cpu_ns;
     a.runqueue_ns += b.runqueue_ns;
@@ -145,21 +129,5 @@ mod tests {
         };
         let t = r.totals_at(1_500);
         assert_eq!((t.on_cpu_ns, t.sleeping_ns), (5, 500));
-    }
-
-    #[test]
-    fn delta_saturates() {
-        let a = TaskTotals {
-            on_cpu_ns: 3,
-            runqueue_ns: 10,
-            ..Default::default()
-        };
-        let b = TaskTotals {
-            on_cpu_ns: 5,
-            runqueue_ns: 4,
-            ..Default::default()
-        };
-        let d = totals_delta(&a, &b);
-        assert_eq!((d.on_cpu_ns, d.runqueue_ns), (0, 6));
     }
 }
