@@ -189,6 +189,32 @@ pub fn parse_blkio_ticks(text: &str) -> Result<u64> {
         .with_context(|| format!("bad delayacct_blkio_ticks {field:?}"))
 }
 
+/// The running kernel's (major, minor) version, from /proc/sys/kernel/osrelease.
+pub fn kernel_version() -> Result<(u32, u32)> {
+    let path = "/proc/sys/kernel/osrelease";
+    let text = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    parse_kernel_version(&text).with_context(|| format!("parsing {path}: {text:?}"))
+}
+
+pub fn parse_kernel_version(text: &str) -> Result<(u32, u32)> {
+    let mut parts = text.trim().split(['.', '-', '+']);
+    let mut number = |what: &str| -> Result<u32> {
+        let part = parts.next().with_context(|| format!("no {what} version"))?;
+        part.parse()
+            .with_context(|| format!("bad {what} version {part:?}"))
+    };
+    Ok((number("major")?, number("minor")?))
+}
+
+/// Whether the fair scheduler may keep a sleeping thread queued after it left the CPU
+/// (EEVDF's DELAY_DEQUEUE, 6.12 on). The kernel then starts the thread's blkio delay only
+/// when it finally dequeues it, on behalf of whichever thread is running at that moment,
+/// and not at all when the thread is woken first; delay accounting's blkio figure is only
+/// exact for threads the kernel dequeues at once (real-time ones).
+pub fn fair_class_delays_dequeue() -> Result<bool> {
+    Ok(kernel_version()? >= (6, 12))
+}
+
 /// USER_HZ: the unit of the tick counts in /proc/<pid>/stat.
 pub fn clock_ticks_per_sec() -> Result<u64> {
     // SAFETY: sysconf has no preconditions.
@@ -316,6 +342,14 @@ mod tests {
         let stat = "cpu  1 2 3\nintr 5 6\nctxt 1275398\nbtime 17637\n";
         assert_eq!(parse_ctxt(stat).unwrap(), 1275398);
         assert!(parse_ctxt("cpu 1 2\n").is_err());
+    }
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v669\n").unwrap(), (6, 18));
+        assert_eq!(parse_kernel_version("6.1.0-31-amd64").unwrap(), (6, 1));
+        assert_eq!(parse_kernel_version("6.12.12+bpo-amd64").unwrap(), (6, 12));
+        assert!(parse_kernel_version("six").is_err());
     }
 
     #[test]

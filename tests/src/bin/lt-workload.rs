@@ -41,6 +41,10 @@ struct Cli {
     /// After the work, sleep interruptibly (pause) forever instead of exiting.
     #[arg(long, global = true)]
     then_block: bool,
+    /// Run in the real-time class (SCHED_FIFO, priority 1). The kernel dequeues such a
+    /// thread the moment it sleeps, never later (fair-class dequeues can be delayed).
+    #[arg(long, global = true)]
+    fifo: bool,
     #[command(subcommand)]
     work: Work,
 }
@@ -95,6 +99,9 @@ enum Work {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.fifo {
+        enter_fifo_class()?;
+    }
     let gate = Gate {
         wait_stdin: cli.wait_stdin,
     };
@@ -110,6 +117,19 @@ fn main() -> Result<()> {
     if cli.then_block {
         block_forever();
     }
+    Ok(())
+}
+
+/// Moves the process (threads it starts later inherit the policy) to SCHED_FIFO.
+fn enter_fifo_class() -> Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    ensure!(
+        rc == 0,
+        "sched_setscheduler(SCHED_FIFO): {}",
+        io::Error::last_os_error()
+    );
     Ok(())
 }
 
