@@ -47,6 +47,9 @@ pub struct Counters {
     pub map_full: u64,
     /// Context switches seen since start (cumulative).
     pub switches: u64,
+    /// Times a CPU's next switch named an outgoing thread other than the one seen coming
+    /// in: a handover the kernel made without a switch event (cumulative).
+    pub unseen_handovers: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod setup;
 mod test;
+mod validate;
 mod vm;
 
 use anyhow::Result;
@@ -55,6 +56,20 @@ enum Command {
         #[arg(long, default_value = "6.12")]
         kernel: String,
     },
+    /// Compare loadtrace with the kernel's own accounting, scenario by scenario, on this
+    /// kernel and the pinned ones (tables in target/validate/).
+    Validate {
+        /// host, 6.1, 6.12 or all.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+        /// Seconds each scenario is traced.
+        #[arg(long, default_value_t = 180)]
+        secs: u64,
+        /// Only these scenarios, comma-separated (cpu-saturation, disk, vfork-d, mixed,
+        /// fork-storm, idle).
+        #[arg(long, default_value = "")]
+        only: String,
+    },
     /// Boot the pinned kernels under QEMU and run the integration tests inside them.
     VmTest {
         /// Which kernel: 6.1, 6.12 or all.
@@ -79,6 +94,9 @@ fn main() -> Result<()> {
             rounds,
             count,
         }),
+        Command::Validate { kernel, secs, only } => {
+            validate::run(&validate::Options { kernel, secs, only })
+        }
         Command::VmTest { kernel } => vm::run(&kernel),
     }
 }

@@ -65,6 +65,7 @@ fn write_archive(
     add_file(&mut a, "bin/busybox", Path::new(BUSYBOX))?;
     add_file(&mut a, "bin/loadtrace", &payload.loadtrace)?;
     add_file(&mut a, "bin/lt-workload", &payload.workload)?;
+    add_file(&mut a, "bin/lt-validate", &payload.validator)?;
     for (name, path) in &payload.tests {
         add_file(&mut a, &format!("tests/{name}"), path)?;
     }

@@ -16,6 +16,8 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 pub struct Payload {
     pub loadtrace: PathBuf,
     pub workload: PathBuf,
+    /// `lt-validate`, for `cargo xtask validate`.
+    pub validator: PathBuf,
     /// Test executables, each with the name it gets under `/tests` in the guest.
     pub tests: Vec<(String, PathBuf)>,
 }
@@ -38,6 +40,7 @@ pub fn build_programs(root: &Path) -> Result<Payload> {
     Ok(Payload {
         loadtrace: existing(bin_dir.join("loadtrace"))?,
         workload: existing(bin_dir.join("lt-workload"))?,
+        validator: existing(bin_dir.join("lt-validate"))?,
         tests: Vec::new(),
     })
 }

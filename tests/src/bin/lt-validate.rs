@@ -1,0 +1,358 @@
+//! Scenario by scenario, loadtrace's figures against the kernel's own accounting, for
+//! ACCURACY.md. `cargo xtask validate` runs this on the host and inside the VM on each
+//! pinned kernel; it prints one Markdown table (and one JSON line per scenario).
+//!
+//! Every comparison spans the same stretch of time on both sides: the kernel's counters are
+//! read the moment loadtrace's first report arrives and again at its last, and loadtrace's
+//! figures are summed over the reports in between.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use loadtrace_tests::procfs::{self, DelayAccounting, Schedstat};
+use loadtrace_tests::{
+    DiskSum, Loadtrace, Options, Process, Received, Workload, scratch_path, workload_bin_or,
+};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(about = "Compare loadtrace with the kernel's own accounting, scenario by scenario")]
+struct Cli {
+    /// Seconds each scenario is traced (the floor for load averages is 180).
+    #[arg(long, default_value_t = 180)]
+    secs: u64,
+    /// loadtrace's report interval, seconds.
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
+    /// Scenarios to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// What each scenario starts. Every scenario runs its workloads for the whole traced span.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scenario {
+    CpuSaturation,
+    Disk,
+    VforkD,
+    Mixed,
+    ForkStorm,
+    Idle,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario::CpuSaturation,
+    Scenario::Disk,
+    Scenario::VforkD,
+    Scenario::Mixed,
+    Scenario::ForkStorm,
+    Scenario::Idle,
+];
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::CpuSaturation => "cpu-saturation",
+            Scenario::Disk => "disk",
+            Scenario::VforkD => "vfork-d",
+            Scenario::Mixed => "mixed",
+            Scenario::ForkStorm => "fork-storm",
+            Scenario::Idle => "idle",
+        }
+    }
+}
+
+/// One scenario's comparisons.
+struct Outcome {
+    scenario: Scenario,
+    rows: Vec<Row>,
+}
+
+/// loadtrace's figure, the kernel's, and the error between them (relative, in percent,
+/// unless the kernel's figure is too close to zero for that to mean anything).
+struct Row {
+    what: String,
+    traced: f64,
+    kernel: f64,
+    unit: &'static str,
+    error_pct: Option<f64>,
+    error_abs: f64,
+}
+
+impl Row {
+    fn new(what: impl Into<String>, traced: f64, kernel: f64, unit: &'static str) -> Self {
+        let error_abs = traced - kernel;
+        Self {
+            what: what.into(),
+            traced,
+            kernel,
+            unit,
+            error_pct: (kernel.abs() >= 0.05).then(|| error_abs / kernel * 100.0),
+            error_abs,
+        }
+    }
+
+    fn error(&self) -> String {
+        match self.error_pct {
+            Some(pct) => format!("{pct:+.2}%"),
+            None => format!("{:+.4} {}", self.error_abs, self.unit),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    ensure!(cli.secs >= 20, "--secs must be at least 20");
+    let scenarios: Vec<Scenario> = if cli.only.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        cli.only
+            .iter()
+            .map(|name| {
+                SCENARIOS
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .with_context(|| format!("unknown scenario {name:?}"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .context("reading the kernel release")?;
+    let mut outcomes = Vec::new();
+    for scenario in scenarios {
+        eprintln!("lt-validate: {} for {} s", scenario.name(), cli.secs);
+        let outcome = run(scenario, &cli).with_context(|| scenario.name().to_string())?;
+        for row in &outcome.rows {
+            println!(
+                "{}",
+                json!({
+                    "scenario": scenario.name(),
+                    "what": row.what,
+                    "loadtrace": row.traced,
+                    "kernel": row.kernel,
+                    "unit": row.unit,
+                    "error_pct": row.error_pct,
+                })
+            );
+        }
+        outcomes.push(outcome);
+    }
+    print_table(kernel.trim(), &cli, &outcomes);
+    Ok(())
+}
+
+fn print_table(kernel: &str, cli: &Cli, outcomes: &[Outcome]) {
+    println!("VALIDATE-TABLE-BEGIN");
+    println!(
+        "Kernel {kernel}, {} s per scenario, reports every {} s.\n",
+        cli.secs, cli.interval
+    );
+    println!("| scenario | comparison | loadtrace | kernel | error |");
+    println!("|---|---|---|---|---|");
+    for o in outcomes {
+        for row in &o.rows {
+            println!(
+                "| {} | {} | {:.4} {} | {:.4} {} | {} |",
+                o.scenario.name(),
+                row.what,
+                row.traced,
+                row.unit,
+                row.kernel,
+                row.unit,
+                row.error()
+            );
+        }
+    }
+    println!("VALIDATE-TABLE-END");
+}
+
+/// The disk the scenario writes to: the VM's null_blk device of known latency, else a file
+/// in the scratch directory.
+fn disk_target() -> Result<(PathBuf, Option<f64>)> {
+    if let Some(path) = std::env::var_os("LT_NULLB") {
+        let latency = std::env::var("LT_NULLB_LATENCY_NS").context("LT_NULLB_LATENCY_NS unset")?;
+        let latency_ns: f64 = latency
+            .parse()
+            .with_context(|| format!("LT_NULLB_LATENCY_NS={latency:?}"))?;
+        return Ok((path.into(), Some(latency_ns)));
+    }
+    Ok((scratch_path()?, None))
+}
+
+/// lt-workload sits beside this binary wherever Cargo (or the VM's initramfs) put both.
+fn workload(args: &[&str]) -> Result<Workload> {
+    let me = std::env::current_exe().context("finding this executable")?;
+    let beside = me.with_file_name("lt-workload");
+    let bin = workload_bin_or(beside.to_str().context("path is not UTF-8")?);
+    Workload::spawn(&bin, args)
+}
+
+/// Endless synchronous writes: real-time where the fair class may delay dequeues, so delay
+/// accounting's blkio figure is one to compare with (see `fair_class_delays_dequeue`).
+fn writer(path: &Path) -> Result<Workload> {
+    let path = path.to_str().context("disk path is not UTF-8")?;
+    let mut args = vec![];
+    if procfs::fair_class_delays_dequeue()? {
+        args.push("--fifo");
+    }
+    args.extend([
+        "odirect",
+        "--path",
+        path,
+        "--count",
+        "1000000000",
+        "--size",
+        "4096",
+    ]);
+    workload(&args)
+}
+
+fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut workloads: Vec<(&'static str, Workload)> = Vec::new();
+    let mut latency_ns = None;
+    let mut writer_pid = None;
+    let spin_threads = match scenario {
+        Scenario::CpuSaturation => Some(2 * cpus),
+        Scenario::Mixed => Some(cpus),
+        _ => None,
+    };
+    if let Some(threads) = spin_threads {
+        let threads = threads.to_string();
+        workloads.push(("spinners", workload(&["spin", "--threads", &threads])?));
+    }
+    let _delayacct = DelayAccounting::enable()?;
+    if matches!(scenario, Scenario::Disk | Scenario::Mixed) {
+        let (path, latency) = disk_target()?;
+        latency_ns = latency;
+        let w = writer(&path)?;
+        writer_pid = Some(w.pid());
+        workloads.push(("writer", w));
+    }
+    if matches!(scenario, Scenario::VforkD | Scenario::Mixed) {
+        let secs = (cli.secs + 60).to_string();
+        workloads.push(("vfork parent", workload(&["vfork-d", "--secs", &secs])?));
+    }
+    if scenario == Scenario::ForkStorm {
+        workloads.push(("forker", workload(&["forks", "--count", "1000000000"])?));
+    }
+    // Let the workloads get going and their threads exist before the baseline.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let reports_wanted = (cli.secs / cli.interval).max(2) as usize;
+    let loadtrace = Loadtrace::start(
+        Options::every(cli.interval)
+            .top(0)
+            .duration(cli.interval * (reports_wanted as u64 + 3)),
+    )?;
+    let first = loadtrace.wait_for_first_report()?;
+    let pids: Vec<(&str, u32)> = workloads.iter().map(|(n, w)| (*n, w.pid())).collect();
+    let sched_before: Vec<Schedstat> = pids
+        .iter()
+        .map(|&(_, pid)| procfs::process_schedstat(pid))
+        .collect::<Result<_>>()?;
+    let blkio_before = writer_pid.map(blkio_ticks).transpose()?;
+    loadtrace.wait_for_reports(reports_wanted + 1)?;
+    let sched_after: Vec<Schedstat> = pids
+        .iter()
+        .map(|&(_, pid)| procfs::process_schedstat(pid))
+        .collect::<Result<_>>()?;
+    let blkio_after = writer_pid.map(blkio_ticks).transpose()?;
+    let all = loadtrace.reports();
+    drop(loadtrace);
+    drop(workloads);
+    let span = &all[1..=reports_wanted];
+    ensure!(
+        span.iter().all(|r| r.report.lost == first.report.lost),
+        "loadtrace lost records during the run"
+    );
+
+    let mut rows = Vec::new();
+    load_rows(span, &mut rows);
+    for (i, &(name, pid)) in pids.iter().enumerate() {
+        // A fork storm's children come and go; the forker's own threads are what schedstat
+        // still holds at the end.
+        let kernel_s = (sched_after[i].runnable_ns() - sched_before[i].runnable_ns()) as f64 / 1e9;
+        let traced_s = traced_seconds(span, pid, |p| p.on_cpu + p.runqueue);
+        rows.push(Row::new(
+            format!("{name}: runnable time (on CPU + run queue) vs schedstat"),
+            traced_s,
+            kernel_s,
+            "s",
+        ));
+    }
+    if let (Some(pid), Some(before), Some(after)) = (writer_pid, blkio_before, blkio_after) {
+        let kernel_s = (after - before) as f64 / procfs::clock_ticks_per_sec()? as f64;
+        rows.push(Row::new(
+            "writer: I/O wait vs delay accounting (blkio)",
+            traced_seconds(span, pid, |p| p.io_wait),
+            kernel_s,
+            "s",
+        ));
+        if let Some(latency_ns) = latency_ns {
+            let disk = DiskSum::of(span.iter().map(|r| &r.report), pid);
+            rows.push(Row::new(
+                "writer: average request latency vs null_blk completion_nsec",
+                disk.total.avg_latency_ms(),
+                latency_ns / 1e6,
+                "ms",
+            ));
+        }
+    }
+    let (first_r, last_r) = (&all[0], &all[reports_wanted]);
+    let unseen =
+        last_r.report.counters.unseen_handovers - first_r.report.counters.unseen_handovers;
+    rows.push(Row::new(
+        format!("context switches vs /proc/stat ctxt ({unseen} unseen handovers)"),
+        (last_r.report.counters.switches - first_r.report.counters.switches) as f64,
+        (last_r.ctxt - first_r.ctxt) as f64,
+        "",
+    ));
+    Ok(Outcome { scenario, rows })
+}
+
+/// The reconstructed 1- and 5-minute averages against /proc/loadavg, report by report:
+/// their means, and the mean absolute difference as the error.
+fn load_rows(span: &[Received], rows: &mut Vec<Row>) {
+    let n = span.len() as f64;
+    type Pick = fn(&Received) -> (f64, f64);
+    let pairs: [(&str, Pick); 2] = [
+        ("1-minute", |r| {
+            (r.report.load.reconstructed_1m, r.report.loadavg[0])
+        }),
+        ("5-minute", |r| {
+            (r.report.load.reconstructed_5m, r.report.loadavg[1])
+        }),
+    ];
+    for (label, pick) in pairs {
+        let (mut traced, mut kernel, mut abs_diff) = (0.0, 0.0, 0.0);
+        for (t, k) in span.iter().map(pick) {
+            traced += t / n;
+            kernel += k / n;
+            abs_diff += (t - k).abs() / n;
+        }
+        rows.push(Row {
+            what: format!(
+                "{label} load average (mean over the run; error: mean absolute difference)"
+            ),
+            traced,
+            kernel,
+            unit: "",
+            error_pct: (kernel >= 0.05).then(|| abs_diff / kernel * 100.0),
+            error_abs: abs_diff,
+        });
+    }
+}
+
+fn traced_seconds(span: &[Received], pid: u32, figure: impl Fn(&Process) -> f64) -> f64 {
+    span.iter().map(|r| r.report.seconds_of(pid, &figure)).sum()
+}
+
+fn blkio_ticks(pid: u32) -> Result<u64> {
+    procfs::threads(pid)?
+        .into_iter()
+        .map(|tid| procfs::blkio_ticks(pid, tid))
+        .sum()
+}
