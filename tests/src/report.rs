@@ -263,7 +263,7 @@ mod tests {
                     "load": {{"total": 1, "runnable": 0.1, "on_cpu": 0.1, "runqueue": 0,
                         "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1,
                         "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0}},
-                    "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9}},
+                    "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0}},
                     "processes": [{}]}}"#,
                 process_json(&disk_json(ops, avg))
             );
