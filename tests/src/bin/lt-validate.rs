@@ -302,8 +302,7 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         }
     }
     let (first_r, last_r) = (&all[0], &all[reports_wanted]);
-    let unseen =
-        last_r.report.counters.unseen_handovers - first_r.report.counters.unseen_handovers;
+    let unseen = last_r.report.counters.unseen_handovers - first_r.report.counters.unseen_handovers;
     rows.push(Row::new(
         format!("context switches vs /proc/stat ctxt ({unseen} unseen handovers)"),
         (last_r.report.counters.switches - first_r.report.counters.switches) as f64,
