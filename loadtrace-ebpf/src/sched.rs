@@ -3,11 +3,10 @@
 //!
 //! - The thread arriving is only named in the CPU's slot (a per-CPU array, no hashing); its
 //!   entry is brought up to date when it leaves.
-//! - Wakeups cost one load and a return, except from a load-counting D sleep, whose end is
-//!   stamped at the wakeup, where the kernel moves the thread back to `nr_running`. For
-//!   other sleeps, when the thread leaves the CPU, the kernel's own `sched_info.run_delay`
-//!   says how long it waited in a run queue before this run; the rest of the time since it
-//!   last left was the sleep it left in.
+//! - A wakeup of a sleeping thread (one hash lookup) stamps where its sleep ended: where the
+//!   kernel moves it back to `nr_running`. Where no stamp was seen, the kernel's own
+//!   `sched_info.run_delay` says, when the thread leaves the CPU, how long it waited in a
+//!   run queue before this run; the rest of the time since it last left was the sleep.
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
 //!
@@ -145,9 +144,9 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // Since it last left: first the state it left in, then a wait in a run queue (the
     // kernel's measure), then this run.
     let away = d.arrived.saturating_sub(e.since_ns);
-    // A D sleep ends at its wakeup, seen by `sched_wakeup`. Other sleeps end where the
-    // kernel's run-queue wait began: its clock can lag a wakeup on an idle CPU by the time
-    // that CPU takes to wake, which matters for D (load and delay accounting) but not for S.
+    // A sleep ends at its wakeup, seen by `sched_wakeup`. Without a stamp it ends where the
+    // kernel's run-queue wait began, whose clock can lag a wakeup on an idle CPU by the time
+    // that CPU takes to wake.
     let woken = (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
         && e.woken_ns > e.since_ns
         && e.woken_ns <= d.arrived;
