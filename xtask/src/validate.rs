@@ -36,6 +36,15 @@ pub fn run(opts: &Options) -> Result<()> {
         let table = table_of(&lines).with_context(|| format!("no result table from {target}"))?;
         let path = out_dir.join(format!("{target}.md"));
         std::fs::write(&path, &table).with_context(|| format!("writing {}", path.display()))?;
+        // The validator's JSON lines: every comparison and every report's load figures.
+        let json: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim_end())
+            .filter(|l| l.starts_with('{'))
+            .collect();
+        let json_path = out_dir.join(format!("{target}.jsonl"));
+        std::fs::write(&json_path, json.join("\n") + "\n")
+            .with_context(|| format!("writing {}", json_path.display()))?;
         println!("## {target}\n\n{table}");
         eprintln!("xtask validate: {target} written to {}", path.display());
     }

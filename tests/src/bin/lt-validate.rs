@@ -23,6 +23,10 @@ struct Cli {
     /// Seconds each scenario is traced (the floor for load averages is 180).
     #[arg(long, default_value_t = 180)]
     secs: u64,
+    /// The load averages are also compared over the run after this many seconds, once the
+    /// averages have had time to settle from the previous scenario's level.
+    #[arg(long, default_value_t = 90)]
+    settle: u64,
     /// loadtrace's report interval, seconds.
     #[arg(long, default_value_t = 5)]
     interval: u64,
@@ -105,6 +109,10 @@ impl Row {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     ensure!(cli.secs >= 20, "--secs must be at least 20");
+    ensure!(
+        cli.settle + 4 * cli.interval <= cli.secs,
+        "--settle must leave at least four reports of the run"
+    );
     let scenarios: Vec<Scenario> = if cli.only.is_empty() {
         SCENARIOS.to_vec()
     } else {
@@ -270,12 +278,40 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
     );
 
     let mut rows = Vec::new();
-    load_rows(span, &mut rows);
+    print_trajectory(scenario, span);
+    load_rows(span, "", &mut rows);
+    let settled_from = span[0].at + Duration::from_secs(cli.settle);
+    let settled: Vec<Received> = span
+        .iter()
+        .filter(|r| r.at >= settled_from)
+        .cloned()
+        .collect();
+    load_rows(
+        &settled,
+        &format!(", after the first {} s", cli.settle),
+        &mut rows,
+    );
     for (i, &(name, pid)) in pids.iter().enumerate() {
         // A fork storm's children come and go; the forker's own threads are what schedstat
         // still holds at the end.
         let kernel_s = (sched_after[i].runnable_ns() - sched_before[i].runnable_ns()) as f64 / 1e9;
         let traced_s = traced_seconds(span, pid, |p| p.on_cpu + p.runqueue);
+        println!(
+            "{}",
+            json!({
+                "scenario": scenario.name(),
+                "process": name,
+                "schedstat_exec_s": (sched_after[i].exec_ns - sched_before[i].exec_ns) as f64 / 1e9,
+                "schedstat_run_delay_s":
+                    (sched_after[i].run_delay_ns - sched_before[i].run_delay_ns) as f64 / 1e9,
+                "on_cpu_s": traced_seconds(span, pid, |p| p.on_cpu),
+                "runqueue_s": traced_seconds(span, pid, |p| p.runqueue),
+                "uninterruptible_s": traced_seconds(span, pid, |p| p.uninterruptible),
+                "io_wait_s": traced_seconds(span, pid, |p| p.io_wait),
+                "voluntary_switches": span.iter().filter_map(|r| r.report.process(pid)).map(|p| p.voluntary_switches).sum::<u64>(),
+                "involuntary_switches": span.iter().filter_map(|r| r.report.process(pid)).map(|p| p.involuntary_switches).sum::<u64>(),
+            })
+        );
         rows.push(Row::new(
             format!("{name}: runnable time (on CPU + run queue) vs schedstat"),
             traced_s,
@@ -314,7 +350,7 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
 
 /// The reconstructed 1- and 5-minute averages against /proc/loadavg, report by report:
 /// their means, and the mean absolute difference as the error.
-fn load_rows(span: &[Received], rows: &mut Vec<Row>) {
+fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
     let n = span.len() as f64;
     type Pick = fn(&Received) -> (f64, f64);
     let pairs: [(&str, Pick); 2] = [
@@ -334,7 +370,8 @@ fn load_rows(span: &[Received], rows: &mut Vec<Row>) {
         }
         rows.push(Row {
             what: format!(
-                "{label} load average (mean over the run; error: mean absolute difference)"
+                "{label} load average{qualifier} (means over {} reports; error: mean absolute difference)",
+                span.len()
             ),
             traced,
             kernel,
@@ -342,6 +379,26 @@ fn load_rows(span: &[Received], rows: &mut Vec<Row>) {
             error_pct: (kernel >= 0.05).then(|| abs_diff / kernel * 100.0),
             error_abs: abs_diff,
         });
+    }
+}
+
+/// Every report's load figures, one JSON line each, for looking into an error afterwards.
+fn print_trajectory(scenario: Scenario, span: &[Received]) {
+    let start = span[0].at;
+    for r in span {
+        let (report, load) = (&r.report, &r.report.load);
+        println!(
+            "{}",
+            json!({
+                "scenario": scenario.name(),
+                "t": (r.at - start).as_secs_f64(),
+                "load": load.total,
+                "runnable": load.runnable,
+                "uninterruptible": load.uninterruptible,
+                "reconstructed": [load.reconstructed_1m, load.reconstructed_5m],
+                "loadavg": [report.loadavg[0], report.loadavg[1]],
+            })
+        );
     }
 }
 
