@@ -104,6 +104,19 @@ fn lsblk_name(dir: &Path) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// Writes completed and milliseconds spent writing, from /sys/block/NAME/stat.
+pub fn write_stats(name: &str) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/sys/block/{name}/stat"))
+        .with_context(|| format!("reading /sys/block/{name}/stat"))?;
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing /sys/block/{name}/stat: {text:?}"))?;
+    anyhow::ensure!(f.len() >= 8, "short /sys/block/{name}/stat: {text:?}");
+    Ok((f[4], f[7]))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;

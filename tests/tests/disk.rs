@@ -129,9 +129,9 @@ fn null_blk_writes_show_their_count_latency_and_io_wait() -> Result<()> {
     const COUNT: u64 = 500;
     let w = writer(&nullb.path, COUNT, &[])?;
     let pid = w.pid();
-    let before = write_stats(&nullb.name)?;
+    let before = blockdev::write_stats(&nullb.name)?;
     let (reports, results) = trace(Options::every(1).top(0), vec![w])?;
-    let after = write_stats(&nullb.name)?;
+    let after = blockdev::write_stats(&nullb.name)?;
 
     // The kernel's own account of the device: under emulation its timer-driven completions
     // run late (6.1 in QEMU: 2.3-2.9 ms for 2 ms configured), and its request accounting
@@ -205,19 +205,6 @@ fn null_blk_writes_show_their_count_latency_and_io_wait() -> Result<()> {
     );
     check::near_fraction("the writer's uninterruptible (s)", d_s, io_wait_s, 0.10)?;
     box_io_wait_holds_the_writers(&reports, pid)
-}
-
-/// Writes completed and milliseconds spent writing, from /sys/block/NAME/stat.
-fn write_stats(name: &str) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/sys/block/{name}/stat"))
-        .with_context(|| format!("reading /sys/block/{name}/stat"))?;
-    let f: Vec<u64> = text
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing /sys/block/{name}/stat: {text:?}"))?;
-    ensure!(f.len() >= 8, "short /sys/block/{name}/stat: {text:?}");
-    Ok((f[4], f[7]))
 }
 
 /// The box's I/O wait includes the writer's, interval by interval.

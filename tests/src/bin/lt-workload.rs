@@ -314,9 +314,11 @@ fn forks(count: u32, child_iters: u64, gate: &Gate) -> Result<Value> {
     set_comm(c"lt-forkparent")?;
     gate.pass(json!({}))?;
     let started = Instant::now();
-    let mut pids = Vec::with_capacity(count as usize);
-    let mut cpu_ns = Vec::with_capacity(count as usize);
-    let mut runnable_ns = Vec::with_capacity(count as usize);
+    // A storm meant to last until killed asks for far more children than it will make.
+    let expected = count.min(100_000) as usize;
+    let mut pids = Vec::with_capacity(expected);
+    let mut cpu_ns = Vec::with_capacity(expected);
+    let mut runnable_ns = Vec::with_capacity(expected);
     for _ in 0..count {
         let pid = fork_worker(child_iters)?;
         runnable_ns.push(zombie_runnable_ns(pid)?);
