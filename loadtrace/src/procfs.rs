@@ -167,6 +167,14 @@ pub fn active_threads() -> Vec<SeedTask> {
     out
 }
 
+/// Whether thread `tid` of process `tgid` is still alive (not gone, not a zombie).
+pub fn thread_alive(tgid: u32, tid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{tgid}/task/{tid}/stat"))
+        .ok()
+        .and_then(|stat| stat_state(&stat))
+        .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
 /// The state letter of a /proc/PID/stat line; the name before it may hold spaces and ')'.
 pub fn stat_state(stat: &str) -> Option<char> {
     let after_name = &stat[stat.rfind(')')? + 1..];
@@ -176,6 +184,13 @@ pub fn stat_state(stat: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_thread_is_alive_and_a_missing_one_is_not() {
+        let me = std::process::id();
+        assert!(thread_alive(me, me));
+        assert!(!thread_alive(me, u32::MAX));
+    }
 
     #[test]
     fn parses_loadavg() {

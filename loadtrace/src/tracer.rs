@@ -160,7 +160,15 @@ impl Tracer {
                 ..TaskEntry::default()
             };
             // BPF_NOEXIST: an entry that exists is newer than what /proc said.
-            let _ = self.tasks.insert(t.tid, entry, BPF_NOEXIST);
+            if self.tasks.insert(t.tid, entry, BPF_NOEXIST).is_err() {
+                continue;
+            }
+            // The thread may have exited between the /proc scan and the insert, its exit
+            // already handled without this entry, which would then stay runnable for ever.
+            // Checked after the insert: an exit from here on finds the entry and removes it.
+            if !crate::procfs::thread_alive(t.tgid, t.tid) {
+                let _ = self.tasks.remove(&t.tid);
+            }
         }
     }
 
