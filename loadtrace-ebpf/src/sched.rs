@@ -127,6 +127,10 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     let on_cpu = d.now.saturating_sub(d.arrived);
     let next_state = state_after_switch_out(d.preempt, d.prev_state);
     let Some(e) = lookup(d.tid) else {
+        if d.prev_state & TASK_DEAD != 0 {
+            // Known only at its last switch: nothing to follow, and an entry would never go.
+            return;
+        }
         // First sight of a thread that existed before tracing began: its history before this
         // run is not known; from here on it is.
         let mut e = new_entry(d.tgid, next_state, d.now);

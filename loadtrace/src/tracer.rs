@@ -21,8 +21,10 @@ const BPF_NOEXIST: u64 = 1;
 
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/loadtrace"));
 
-/// Programs on the tracepoints of the same name.
-const SCHED_HOOKS: [&str; 3] = ["sched_wakeup_new", "sched_wakeup", "sched_switch"];
+/// Programs on the tracepoints of the same name, in the order they are attached: the switch
+/// hook first, so that no thread gets an entry from a wakeup hook and then lives and dies
+/// unseen before the switch hook is in place (an entry left runnable for ever).
+const SCHED_HOOKS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_new"];
 
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
