@@ -413,9 +413,14 @@ fn io_wait_under_cpu_contention_matches_schedstat() -> Result<()> {
     let elapsed_s = done["elapsed_ns"].as_f64().context("no elapsed_ns")? / 1e9;
     let on_cpu_s = (after.exec_ns - before.exec_ns) as f64 / 1e9;
     let waited_s = (after.run_delay_ns - before.run_delay_ns) as f64 / 1e9;
-    // The CPU and wait between the release and the first write, and between the last
-    // write and the park, lie outside `elapsed`: a few milliseconds at most.
-    let slept_s = elapsed_s - on_cpu_s - waited_s;
+    // What the writes alone left of their wall time, by the writer's own schedstat read
+    // around them (the totals above also hold the release and the park).
+    let loop_runnable_s = (done["loop_exec_ns"].as_f64().context("no loop_exec_ns")?
+        + done["loop_run_delay_ns"]
+            .as_f64()
+            .context("no loop_run_delay_ns")?)
+        / 1e9;
+    let slept_s = elapsed_s - loop_runnable_s;
     let io_wait_s = seconds(&reports, pid, |p| p.io_wait);
     let d_s = seconds(&reports, pid, |p| p.uninterruptible);
     let runq_s = seconds(&reports, pid, |p| p.runqueue);

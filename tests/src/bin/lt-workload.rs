@@ -260,16 +260,23 @@ fn odirect(path: &Path, count: u64, size: usize, gate: &Gate) -> Result<Value> {
     let buf = AlignedBuf::new(size);
     let slots = DIRECT_WRAP_BYTES / size as u64;
     gate.pass(json!({}))?;
+    let schedstat_before = own_schedstat()?;
     let started = Instant::now();
     for i in 0..count {
         let offset = (i % slots) * size as u64;
         file.write_all_at(buf.bytes(), offset)
             .with_context(|| format!("O_DIRECT write at offset {offset} of {}", path.display()))?;
     }
+    let elapsed = started.elapsed();
+    let schedstat_after = own_schedstat()?;
     Ok(json!({
         "writes": count,
         "bytes": count * size as u64,
-        "elapsed_ns": nanos(started.elapsed()),
+        "elapsed_ns": nanos(elapsed),
+        // The scheduler's totals of this thread over the writes alone, for what the wall
+        // time minus them leaves: the time the writes slept.
+        "loop_exec_ns": schedstat_after[0] - schedstat_before[0],
+        "loop_run_delay_ns": schedstat_after[1] - schedstat_before[1],
     }))
 }
 
@@ -543,6 +550,20 @@ extern "C" fn sleep_then_exit(arg: *mut c_void) -> c_int {
         }
         libc::_exit(0)
     }
+}
+
+/// This thread's /proc/thread-self/schedstat: time on a CPU and waiting in a run queue, ns.
+fn own_schedstat() -> Result<[u64; 2]> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("reading /proc/thread-self/schedstat")?;
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    let mut next = || -> Result<u64> {
+        fields
+            .next()
+            .context("short schedstat")?
+            .with_context(|| format!("bad schedstat {text:?}"))
+    };
+    Ok([next()?, next()?])
 }
 
 fn nanos(d: Duration) -> u64 {
