@@ -262,19 +262,20 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
     )?;
     let first = loadtrace.wait_for_first_report()?;
     let pids: Vec<(&str, u32)> = workloads.iter().map(|(n, w)| (*n, w.pid())).collect();
-    let sched_before: Vec<Schedstat> = pids
-        .iter()
-        .map(|&(_, pid)| procfs::process_schedstat(pid))
-        .collect::<Result<_>>()?;
-    let blkio_before = writer_pid.map(blkio_ticks).transpose()?;
-    let device_before = device.as_deref().map(blockdev::write_stats).transpose()?;
+    // The kernel's counters for the workloads, the writer and its device, read at once.
+    type KernelCounters = (Vec<Schedstat>, Option<u64>, Option<(u64, u64)>);
+    let read_kernel = || -> Result<KernelCounters> {
+        let sched = pids
+            .iter()
+            .map(|&(_, pid)| procfs::process_schedstat(pid))
+            .collect::<Result<_>>()?;
+        let blkio = writer_pid.map(blkio_ticks).transpose()?;
+        let device = device.as_deref().map(blockdev::write_stats).transpose()?;
+        Ok((sched, blkio, device))
+    };
+    let (sched_before, blkio_before, device_before) = read_kernel()?;
     loadtrace.wait_for_reports(reports_wanted + 1)?;
-    let sched_after: Vec<Schedstat> = pids
-        .iter()
-        .map(|&(_, pid)| procfs::process_schedstat(pid))
-        .collect::<Result<_>>()?;
-    let blkio_after = writer_pid.map(blkio_ticks).transpose()?;
-    let device_after = device.as_deref().map(blockdev::write_stats).transpose()?;
+    let (sched_after, blkio_after, device_after) = read_kernel()?;
     let all = loadtrace.reports();
     drop(loadtrace);
     drop(workloads);
