@@ -78,8 +78,22 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Errors print as their chain of causes only: what failed is in the message, and a backtrace
+/// of xtask itself (`RUST_BACKTRACE` is set for the tests' sake) would push it out of sight.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("\nCaused by:\n    {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Setup => setup::ensure_toolchain(),
         Command::Run { args } => build::run(&args),

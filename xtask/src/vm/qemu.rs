@@ -15,6 +15,9 @@ use super::initramfs::{FAILED_MARKER, INIT_BANNER, RESULT_MARKER};
 
 /// How many console lines a failure report repeats.
 const TAIL_LINES: usize = 40;
+/// How many lines of each failed test's own output a failure report repeats: enough for
+/// its notes and assertion message, not its backtrace.
+const FAILURE_LINES: usize = 30;
 /// What `timeout` exits with when it had to stop QEMU.
 const TIMED_OUT: i32 = 124;
 
@@ -137,6 +140,11 @@ struct Console {
     /// The test executables that failed, each with its exit status.
     failed: Vec<String>,
     panicked: bool,
+    /// Each failed test's captured output up to its backtrace, as libtest prints it under
+    /// `---- name stdout ----`: the reason, which the tail has usually scrolled past.
+    failures: Vec<String>,
+    /// Lines still to keep of the failure being read, if one is.
+    failure_budget: usize,
     tail: VecDeque<String>,
 }
 
@@ -152,10 +160,24 @@ impl Console {
             self.failed.push(failed);
         }
         self.panicked |= line.contains("Kernel panic - not syncing");
+        self.keep_failure(&line);
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
+    }
+
+    fn keep_failure(&mut self, line: &str) {
+        let trimmed = line.trim();
+        if trimmed.starts_with("---- ") && trimmed.ends_with(" stdout ----") {
+            self.failure_budget = FAILURE_LINES;
+        } else if trimmed.eq_ignore_ascii_case("stack backtrace:") || trimmed == "failures:" {
+            self.failure_budget = 0;
+        }
+        if self.failure_budget > 0 {
+            self.failures.push(line.to_string());
+            self.failure_budget -= 1;
+        }
     }
 
     /// Passes only on a zero result marker from a guest that did not panic; anything else
@@ -180,8 +202,13 @@ impl Console {
             return Err(anyhow!("{problem}; the console stayed silent"));
         }
         let tail: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        let failures = if self.failures.is_empty() {
+            String::new()
+        } else {
+            format!("; failed tests said:\n{}\n", self.failures.join("\n"))
+        };
         Err(anyhow!(
-            "{problem}; last console lines:\n{}",
+            "{problem}{failures}; last console lines:\n{}",
             tail.join("\n")
         ))
     }
@@ -238,6 +265,26 @@ mod tests {
             err.contains("tests failed (result 101): sched (exit status 101 after 3s)")
                 && err.contains("test x ... FAILED")
         );
+
+        let with_reason = console(&[
+            "failures:",
+            "",
+            "---- disk::io_wait stdout ----",
+            "thread 'io_wait' panicked at tests/disk.rs:1:1:",
+            "io_wait 1.2 s against 1.5 s",
+            "Stack backtrace:",
+            "   0: frame",
+            "failures:",
+            "    io_wait",
+            &format!("{RESULT_MARKER}101"),
+        ]);
+        let err = with_reason
+            .verdict(exited(0), Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        let said = err.split("last console lines").next().unwrap();
+        assert!(said.contains("io_wait 1.2 s against 1.5 s"), "{err}");
+        assert!(!said.contains("frame") && !said.contains("    io_wait"), "{err}");
 
         let silent = console(&["booting"]);
         let err = silent
