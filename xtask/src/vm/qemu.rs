@@ -284,7 +284,10 @@ mod tests {
             .to_string();
         let said = err.split("last console lines").next().unwrap();
         assert!(said.contains("io_wait 1.2 s against 1.5 s"), "{err}");
-        assert!(!said.contains("frame") && !said.contains("    io_wait"), "{err}");
+        assert!(
+            !said.contains("frame") && !said.contains("    io_wait"),
+            "{err}"
+        );
 
         let silent = console(&["booting"]);
         let err = silent
