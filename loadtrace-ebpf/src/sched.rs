@@ -206,6 +206,11 @@ fn in_iowait(task: *const u8) -> u8 {
 /// `sched_wakeup(task *p)`: stamps the end of a sleep. The kernel's run-queue clock can lag
 /// a wakeup by the time an idle CPU takes to wake (skipped clock updates), and that lag is
 /// run-queue wait to the kernel's own accounting, so it is measured here, not inferred.
+///
+/// Only the first wakeup after a thread left the CPU ends its sleep. A thread can be woken
+/// again while it runs: it marks itself asleep, and its I/O completes before it calls
+/// `schedule()` (`ttwu_runnable`, the tracepoint fires all the same). `e.state` still holds
+/// the sleep before this run then, and a new stamp would erase that sleep's real end.
 #[btf_tracepoint(function = "sched_wakeup")]
 #[inline(always)]
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
@@ -213,6 +218,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let l = layout();
     if let Some(e) = lookup(read_u32(task, l.pid_offset))
         && (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
+        && e.woken_ns <= e.since_ns
     {
         begin_update(e);
         e.woken_ns = unsafe { bpf_ktime_get_ns() };

@@ -83,10 +83,15 @@ fn qemu_command(b: &Boot) -> Command {
         .arg("-initrd")
         .arg(b.initrd)
         // schedstats and delayacct switch on the kernel's own per-task accounting, which the
-        // tests compare loadtrace against.
+        // tests compare loadtrace against. tsc=reliable: the emulated CPU (vendor AMD, no
+        // constant-TSC flag) would otherwise have its TSC declared unsynchronized, and the
+        // clock would fall back to the HPET, whose every read is an emulated device access
+        // that waits on QEMU's global lock; on a busy host such reads came back milliseconds
+        // late, and loadtrace's timestamps with them (the kernel's scheduler clock reads the
+        // TSC either way).
         .args([
             "-append",
-            "console=ttyS0 panic=-1 schedstats=enable delayacct quiet",
+            "console=ttyS0 panic=-1 schedstats=enable delayacct tsc=reliable quiet",
         ])
         .arg("-drive")
         .arg(format!("file={},format=raw,if=virtio", b.disk.display()))
