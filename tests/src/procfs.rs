@@ -176,6 +176,11 @@ pub fn blkio_ticks(pid: u32, tid: u32) -> Result<u64> {
     parse_blkio_ticks(&text).with_context(|| format!("parsing {path}: {text:?}"))
 }
 
+/// The delay-accounting ticks of the threads `tids` of `pid` added up (see [`blkio_ticks`]).
+pub fn threads_blkio_ticks(pid: u32, tids: &[u32]) -> Result<u64> {
+    tids.iter().map(|&tid| blkio_ticks(pid, tid)).sum()
+}
+
 /// Field 42 of a stat line. Fields are counted from 1 and the comm (field 2) may hold
 /// spaces, so counting starts after its closing ')', at field 3.
 pub fn parse_blkio_ticks(text: &str) -> Result<u64> {

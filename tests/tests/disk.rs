@@ -327,7 +327,7 @@ fn io_wait_matches_delay_accounting() -> Result<()> {
     let mut w = writer(&path, count, extra)?;
     let pid = w.pid();
     let tids = procfs::threads(pid)?;
-    let before = blkio_ticks(pid, &tids)?;
+    let before = procfs::threads_blkio_ticks(pid, &tids)?;
     let sched_before = procfs::process_schedstat(pid)?;
 
     let loadtrace = Loadtrace::start(Options::every(1).pid(pid))?;
@@ -336,7 +336,7 @@ fn io_wait_matches_delay_accounting() -> Result<()> {
     let done = w.wait_parked(patience(Duration::from_secs(120)))?;
     // Parked in an interruptible sleep: its delay accounting stays put from here on.
     loadtrace.wait_for_report_starting_after(SystemTime::now())?;
-    let after = blkio_ticks(pid, &tids)?;
+    let after = procfs::threads_blkio_ticks(pid, &tids)?;
     let sched_after = procfs::process_schedstat(pid)?;
     let reports = loadtrace.stop()?;
     consistent(&reports)?;
@@ -486,11 +486,6 @@ fn untraced_writes(path: &Path, count: u64) -> Result<f64> {
     let trial = Workload::spawn(&workload_bin!(), &args)?;
     let result = trial.wait_exit(patience(Duration::from_secs(60)))?;
     Ok(result["elapsed_ns"].as_f64().context("no elapsed_ns")? / count as f64)
-}
-
-/// The delay-accounting ticks of `tids` added up.
-fn blkio_ticks(pid: u32, tids: &[u32]) -> Result<u64> {
-    tids.iter().map(|&tid| procfs::blkio_ticks(pid, tid)).sum()
 }
 
 /// `io_wait_ns` of the threads `tids` of `pid`, summed over every report's thread detail.

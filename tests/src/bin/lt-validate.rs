@@ -269,7 +269,9 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
             .iter()
             .map(|&(_, pid)| procfs::process_schedstat(pid))
             .collect::<Result<_>>()?;
-        let blkio = writer_pid.map(blkio_ticks).transpose()?;
+        let blkio = writer_pid
+            .map(|pid| procfs::threads_blkio_ticks(pid, &procfs::threads(pid)?))
+            .transpose()?;
         let device = device.as_deref().map(blockdev::write_stats).transpose()?;
         Ok((sched, blkio, device))
     };
@@ -422,11 +424,4 @@ fn print_trajectory(scenario: Scenario, span: &[Received]) {
 
 fn traced_seconds(span: &[Received], pid: u32, figure: impl Fn(&Process) -> f64) -> f64 {
     span.iter().map(|r| r.report.seconds_of(pid, &figure)).sum()
-}
-
-fn blkio_ticks(pid: u32) -> Result<u64> {
-    procfs::threads(pid)?
-        .into_iter()
-        .map(|tid| procfs::blkio_ticks(pid, tid))
-        .sum()
 }
