@@ -16,7 +16,15 @@ pub mod state {
     /// Exited, but its final totals could not be sent yet (ring buffer full); userspace
     /// collects the entry on its next sweep.
     pub const DEAD: u8 = 5;
+    /// Asleep in a state that does not count, yet still queued: the fair class (EEVDF, 6.12+)
+    /// dequeues a sleeper that used more than its share only once that lag is spent, and the
+    /// kernel counts it in `nr_running`, hence in the load average, until then.
+    pub const QUEUED_ASLEEP: u8 = 6;
 }
+
+/// How many threads asleep but still queued (see [`state::QUEUED_ASLEEP`]) each CPU follows
+/// at once; more are counted in [`Counters::delayed_unfollowed`].
+pub const DELAYED_SLOTS: usize = 8;
 
 /// Raw `task_struct::__state` bits the kernel side tests (include/linux/sched.h; stable
 /// since 5.14 apart from TASK_FROZEN, which 6.1 added and nothing earlier uses).
@@ -41,6 +49,9 @@ pub struct TaskTotals {
     pub iowait_ns: u64,
     /// Sleep that does not count toward load.
     pub sleeping_ns: u64,
+    /// Sleep the kernel still counts as running: queued until a delayed dequeue or the
+    /// wakeup (see [`state::QUEUED_ASLEEP`]).
+    pub queued_asleep_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
 }
@@ -112,6 +123,15 @@ pub struct Counters {
     pub last_switch_ns: u64,
     /// The thread this CPU last switched to (0: idle or not known yet).
     pub curr_tid: u64,
+    /// Sleepers that stayed queued on this CPU: their `task_struct` addresses and ids, in
+    /// slots (0: free), checked at each switch here until the kernel dequeues them.
+    pub delayed_tasks: [u64; DELAYED_SLOTS],
+    pub delayed_tids: [u64; DELAYED_SLOTS],
+    /// Slots in use.
+    pub delayed_count: u64,
+    /// Sleepers that stayed queued while every slot was taken: counted as plain sleep,
+    /// so the load is short of the kernel's by their queued time.
+    pub delayed_unfollowed: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -273,6 +293,9 @@ pub struct TaskLayout {
     pub rq_part_offset: u32,
     pub rq_bio_offset: u32,
     pub bdev_dev_offset: u32,
+    /// `se.sched_delayed` (6.12+): set while a sleeper stays queued; 0 where the kernel has
+    /// no delayed dequeue.
+    pub sched_delayed_offset: u32,
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     rq_part_offset: 0,
     rq_bio_offset: 0,
     bdev_dev_offset: 0,
+    sched_delayed_offset: 0,
 };
 
 #[inline(always)]

@@ -9,19 +9,22 @@
 //!   run queue before this run; the rest of the time since it last left was the sleep.
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
+//! - On 6.12+ a sleeper can stay queued (delayed dequeue), still counted in `nr_running`. The
+//!   CPU it stays on follows it in a few per-CPU slots and checks them at its next switches:
+//!   the kernel dequeues such a sleeper while picking the next task, just before the switch.
 //!
 //! BTF tracepoints: no trace record is built, and their arguments are typed pointers the
 //! verifier lets the programs read directly (no helper call). The `task_struct` offsets are
 //! resolved from the running kernel's BTF and handed over as read-only globals.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use loadtrace_common::{
-    Counters, TaskEntry,
-    state::{RUNNABLE, SLEEPING, UNINTERRUPTIBLE},
+    Counters, DELAYED_SLOTS, TaskEntry,
+    state::{QUEUED_ASLEEP, RUNNABLE, SLEEPING, UNINTERRUPTIBLE},
     task_state::{TASK_DEAD, TASK_FROZEN, TASK_NOLOAD, TASK_UNINTERRUPTIBLE},
 };
 
@@ -67,6 +70,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     };
 
     counters.switches += 1;
+    if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
+        settle_delayed(counters, now, l.sched_delayed_offset);
+    }
     let arrived = counters.last_switch_ns;
     let last_in = counters.curr_tid as u32;
     counters.last_switch_ns = now;
@@ -81,6 +87,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     if prev_tid != 0 && arrived != 0 {
         let departure = Departure {
+            task: prev,
             tid: prev_tid,
             tgid: (pid_tgid >> 32) as u32,
             arrived,
@@ -96,6 +103,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 
 /// A thread leaving a CPU.
 struct Departure {
+    task: *const u8,
     tid: u32,
     tgid: u32,
     /// When it (or, after an unseen handover, whoever the CPU ran) arrived on the CPU.
@@ -122,10 +130,74 @@ fn state_after_switch_out(preempt: bool, prev_state: u32) -> u8 {
     }
 }
 
+/// A sleeper the fair class kept queued is still load to the kernel: followed in a slot of
+/// this CPU until it is dequeued. `false` when every slot is taken (counted).
+#[inline(always)]
+fn stays_queued(d: &Departure, counters: &mut Counters) -> bool {
+    let offset = layout().sched_delayed_offset;
+    if offset == 0 || read_u8(d.task, offset) == 0 {
+        return false;
+    }
+    for i in 0..DELAYED_SLOTS {
+        if counters.delayed_tids[i] == 0 {
+            counters.delayed_tids[i] = u64::from(d.tid);
+            counters.delayed_tasks[i] = d.task as u64;
+            counters.delayed_count += 1;
+            return true;
+        }
+    }
+    counters.delayed_unfollowed += 1;
+    false
+}
+
+/// Ends the queued part of the sleeps of followed threads the kernel has dequeued since (it
+/// does so while picking the next task, so this switch is when). A thread woken meanwhile
+/// is left to its own next switch, which knows when its sleep ended.
+#[inline(always)]
+fn settle_delayed(counters: &mut Counters, now: u64, offset: u32) {
+    for i in 0..DELAYED_SLOTS {
+        let tid = counters.delayed_tids[i];
+        if tid == 0 {
+            continue;
+        }
+        let task = counters.delayed_tasks[i] as *const u8;
+        // Woken meanwhile, it may have run elsewhere and exited: checked reads, and a task
+        // that is no longer this thread ends the follow without touching any entry.
+        let read_u32_checked = |off: u32| unsafe {
+            bpf_probe_read_kernel(task.wrapping_add(off as usize) as *const u32)
+        };
+        let same = read_u32_checked(layout().pid_offset).is_ok_and(|pid| u64::from(pid) == tid);
+        let queued: u8 =
+            unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize)) }.unwrap_or(0);
+        if same && queued != 0 {
+            continue;
+        }
+        counters.delayed_tids[i] = 0;
+        counters.delayed_count = counters.delayed_count.saturating_sub(1);
+        if !same {
+            continue;
+        }
+        if let Some(e) = lookup(tid as u32)
+            && e.state == QUEUED_ASLEEP
+            && e.woken_ns <= e.since_ns
+        {
+            begin_update(e);
+            e.totals.queued_asleep_ns += now.saturating_sub(e.since_ns);
+            e.state = SLEEPING;
+            e.since_ns = now;
+            end_update(e);
+        }
+    }
+}
+
 #[inline(always)]
 fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     let on_cpu = d.now.saturating_sub(d.arrived);
-    let next_state = state_after_switch_out(d.preempt, d.prev_state);
+    let mut next_state = state_after_switch_out(d.preempt, d.prev_state);
+    // An exiting thread is never left queued (TASK_DEAD is a special state to the kernel).
+    if next_state == SLEEPING && d.prev_state & TASK_DEAD == 0 && stays_queued(d, counters) {
+        next_state = QUEUED_ASLEEP;
+    }
     let Some(e) = lookup(d.tid) else {
         if d.prev_state & TASK_DEAD != 0 {
             // Known only at its last switch: nothing to follow, and an entry would never go.
@@ -151,7 +223,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // A sleep ends at its wakeup, seen by `sched_wakeup`. Without a stamp it ends where the
     // kernel's run-queue wait began, whose clock can lag a wakeup on an idle CPU by the time
     // that CPU takes to wake.
-    let woken = (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
+    let woken = (e.state == UNINTERRUPTIBLE || e.state == SLEEPING || e.state == QUEUED_ASLEEP)
         && e.woken_ns > e.since_ns
         && e.woken_ns <= d.arrived;
     let waited = if woken {
@@ -169,6 +241,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
             }
         }
         SLEEPING => e.totals.sleeping_ns += slept,
+        QUEUED_ASLEEP => e.totals.queued_asleep_ns += slept,
         // Runnable all along: what the kernel's clock did not see as waiting still was.
         _ => e.totals.runqueue_ns += slept,
     }
@@ -217,7 +290,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
     if let Some(e) = lookup(read_u32(task, l.pid_offset))
-        && (e.state == UNINTERRUPTIBLE || e.state == SLEEPING)
+        && (e.state == UNINTERRUPTIBLE || e.state == SLEEPING || e.state == QUEUED_ASLEEP)
         && e.woken_ns <= e.since_ns
     {
         begin_update(e);

@@ -36,6 +36,9 @@ pub async fn run(args: Args) -> Result<()> {
         bail!("no process with PID {pid}");
     }
     preflight::check()?;
+    if let Some(warning) = preflight::clocksource_warning() {
+        eprintln!("loadtrace: warning: {warning}");
+    }
     let kernel = btf_layout::inspect(
         std::path::Path::new(btf_layout::VMLINUX_BTF),
         tracer::BLOCK_HOOKS,
@@ -107,6 +110,7 @@ pub async fn run(args: Args) -> Result<()> {
                     map_full: counters.map_full,
                     switches: counters.switches,
                     unseen_handovers: counters.unseen_handovers,
+                    queued_unfollowed: counters.delayed_unfollowed,
                     verdict: &verdict,
                     processes: &shown,
                     thread_detail: args.pid.is_some(),

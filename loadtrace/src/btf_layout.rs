@@ -66,6 +66,12 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         .ok_or_else(|| anyhow!("task_struct has no `sched_info` (CONFIG_SCHED_INFO=n)"))?;
     let run_delay = member_bit_offset(btf, &find_struct(btf, "sched_info")?, "run_delay")?
         .ok_or_else(|| anyhow!("struct sched_info has no `run_delay`"))?;
+    // 6.12+: a sleeper the fair class keeps queued (delayed dequeue). A bitfield would need a
+    // mask; the kernel declares it a plain byte.
+    let se = field("se")?.ok_or_else(|| anyhow!("task_struct has no `se`"))?;
+    let sched_delayed =
+        member_bit_offset(btf, &find_struct(btf, "sched_entity")?, "sched_delayed")?
+            .map_or(0, |bits| (se + bits) / 8);
     let request = find_struct(btf, "request")?;
     let rq_field = |name: &str| -> Result<u32> {
         member_bit_offset(btf, &request, name)?
@@ -90,6 +96,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         rq_part_offset: rq_field("part")?,
         rq_bio_offset: rq_field("bio")?,
         bdev_dev_offset: bd_dev / 8,
+        sched_delayed_offset: sched_delayed,
     })
 }
 
@@ -166,6 +173,12 @@ mod tests {
             "kernels since 5.18 pass prev_state"
         );
         assert!(layout.run_delay_offset > 0, "sched_info.run_delay found");
+        let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
+        assert_eq!(
+            layout.sched_delayed_offset != 0,
+            version >= (6, 12),
+            "se.sched_delayed exists exactly on kernels with delayed dequeue (6.12+)"
+        );
     }
 
     #[test]

@@ -17,11 +17,16 @@ pub fn check() -> Result<()> {
     Ok(())
 }
 
-pub fn check_kernel_version(release: &str) -> Result<()> {
+/// (major, minor) of a kernel release string; (0, 0) where it does not say.
+pub fn kernel_version(release: &str) -> (u32, u32) {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    if (major, minor) < MIN_KERNEL {
+    (major, minor)
+}
+
+pub fn check_kernel_version(release: &str) -> Result<()> {
+    if kernel_version(release) < MIN_KERNEL {
         bail!(
             "kernel {release} is too old: loadtrace needs Linux {}.{} or newer (BPF ring buffer)",
             MIN_KERNEL.0,
@@ -61,6 +66,30 @@ pub fn missing_capabilities(status: &str) -> Vec<&'static str> {
     missing
 }
 
+/// Where the kernel names the clock behind CLOCK_MONOTONIC, which every timestamp loadtrace
+/// takes in the kernel reads.
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+/// A warning when the running clocksource is read from a device rather than a CPU register:
+/// two timestamps per context switch then cost microseconds instead of nanoseconds, and in a
+/// virtual machine such a read can come back late when the host is busy (measured: QEMU with
+/// the HPET, a loaded host, run-queue waits 10-25% short).
+pub fn clocksource_warning() -> Option<String> {
+    let name = fs::read_to_string(CLOCKSOURCE).ok()?;
+    slow_clocksource_warning(name.trim())
+}
+
+pub fn slow_clocksource_warning(name: &str) -> Option<String> {
+    const SLOW: [&str; 5] = ["hpet", "acpi_pm", "jiffies", "refined-jiffies", "pit"];
+    SLOW.contains(&name).then(|| {
+        format!(
+            "the kernel's clocksource is {name}, a device read on every timestamp: tracing costs \
+             more than usual, and under virtualisation the timestamps can lag on a busy host \
+             (a TSC the kernel trusts, e.g. booting with tsc=reliable where that is true, avoids it)"
+        )
+    })
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK. Raising it may be refused (no
 /// CAP_SYS_RESOURCE); newer kernels do not need it, so a refusal is not an error.
 fn raise_memlock() {
@@ -82,6 +111,21 @@ mod tests {
         assert!(check_kernel_version("5.8.0").is_ok());
         let err = check_kernel_version("5.4.0-150-generic").unwrap_err();
         assert!(err.to_string().contains("too old"), "{err}");
+    }
+
+    #[test]
+    fn device_clocksources_are_warned_about() {
+        let warning = slow_clocksource_warning("hpet").unwrap();
+        assert!(warning.contains("hpet"), "{warning}");
+        assert!(slow_clocksource_warning("acpi_pm").is_some());
+        for fast in [
+            "tsc",
+            "kvm-clock",
+            "arch_sys_counter",
+            "hyperv_clocksource_tsc_page",
+        ] {
+            assert_eq!(slow_clocksource_warning(fast), None, "{fast}");
+        }
     }
 
     #[test]

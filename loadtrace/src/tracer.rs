@@ -323,6 +323,7 @@ impl Tracer {
             sum.unseen_handovers += c.unseen_handovers;
             sum.io_untracked += c.io_untracked;
             sum.io_lost += c.io_lost;
+            sum.delayed_unfollowed += c.delayed_unfollowed;
         }
         Ok(sum)
     }
@@ -363,6 +364,7 @@ fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
             iowait: e.iowait != 0,
         },
         state::DEAD => ThreadState::Exited,
+        state::QUEUED_ASLEEP => ThreadState::QueuedAsleep,
         _ => ThreadState::Sleeping,
     };
     ThreadReading {

@@ -36,6 +36,8 @@ pub struct Load {
     pub io_wait: f64,
     /// The rest of `uninterruptible`: locks, page-fault waits, vfork and the like.
     pub other_d: f64,
+    /// Asleep, yet counted as running by the kernel (6.12+ delayed dequeue).
+    pub queued_asleep: f64,
     pub reconstructed_1m: f64,
     pub reconstructed_5m: f64,
     pub reconstructed_15m: f64,
@@ -64,6 +66,7 @@ pub struct Process {
     pub io_wait: f64,
     /// The rest of `uninterruptible`.
     pub other_d: f64,
+    pub queued_asleep: f64,
     /// A flusher kworker: its I/O is write-back on behalf of others.
     pub writeback: bool,
     /// Present for every process, with zero counts when it did no I/O.
@@ -222,7 +225,8 @@ mod tests {
     fn process_json(disk: &str) -> String {
         format!(
             r#"{{"pid": 7, "comm": "w", "load": 1.0, "on_cpu": 0.1, "runqueue": 0.0,
-                "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1, "writeback": false,
+                "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1, "queued_asleep": 0.0,
+                "writeback": false,
                 {disk} "threads": 1, "voluntary_switches": 5, "involuntary_switches": 0}}"#
         )
     }
@@ -262,7 +266,7 @@ mod tests {
                     "loadavg": [0, 0, 0], "lost": 0,
                     "load": {{"total": 1, "runnable": 0.1, "on_cpu": 0.1, "runqueue": 0,
                         "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1,
-                        "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0}},
+                        "queued_asleep": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0}},
                     "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0}},
                     "processes": [{}]}}"#,
                 process_json(&disk_json(ops, avg))

@@ -240,3 +240,72 @@ fn trajectory(reports: &[Received]) -> String {
     }
     lines.join("\n")
 }
+
+/// The kernel's own count of running tasks (`nr_running`, which on 6.12+ also holds sleepers
+/// the fair class keeps queued), read every 3 ms by a real-time sampler during a fork storm,
+/// against loadtrace's figure for the same: runnable plus asleep-but-queued, for the whole
+/// box over the same seconds, the sampler's own share taken out (it counts itself out).
+#[test]
+fn running_count_matches_the_kernels_nr_running() -> Result<()> {
+    if !require_root() {
+        return Ok(());
+    }
+    const SECS: u64 = 10;
+    let iters = child_iters().to_string();
+    let _storm = Workload::spawn(
+        &workload_bin!(),
+        &["forks", "--count", "1000000000", "--child-iters", &iters],
+    )?;
+    let loadtrace = Loadtrace::start(Options::every(1).top(0))?;
+    loadtrace.wait_for_first_report()?;
+    let secs = SECS.to_string();
+    let started = SystemTime::now();
+    let sampler = Workload::spawn(
+        &workload_bin!(),
+        &["--fifo", "sample-running", "--secs", &secs],
+    )?;
+    let sampler_pid = sampler.pid();
+    let result = sampler.wait_exit(patience(Duration::from_secs(SECS * 6)))?;
+    let ended = SystemTime::now();
+    let reports = loadtrace.stop()?;
+
+    let epoch = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let (from, to) = (epoch(started), epoch(ended));
+    let within: Vec<_> = reports
+        .iter()
+        .map(|r| &r.report)
+        .filter(|r| r.time - r.interval_s >= from && r.time <= to)
+        .collect();
+    ensure!(
+        within.len() as u64 >= SECS / 2,
+        "only {} one-second reports within the {SECS} s of sampling",
+        within.len()
+    );
+    let seconds: f64 = within.iter().map(|r| r.interval_s).sum();
+    let running = |r: &loadtrace_tests::Report| {
+        let own = r.seconds_of(sampler_pid, |p| p.on_cpu + p.runqueue + p.queued_asleep);
+        (r.load.runnable + r.load.queued_asleep) * r.interval_s - own
+    };
+    let traced = within.iter().map(|r| running(r)).sum::<f64>() / seconds;
+    let queued = within
+        .iter()
+        .map(|r| r.load.queued_asleep * r.interval_s)
+        .sum::<f64>()
+        / seconds;
+    let samples = result["samples"].as_u64().context("no samples")?;
+    let kernel = result["mean_others"].as_f64().context("no mean_others")?;
+    note(&format!(
+        "nr_running: kernel {kernel:.3} ({samples} readings), loadtrace {traced:.3} over \
+         {seconds:.1} s, of which asleep but queued {queued:.3}"
+    ));
+    ensure!(samples >= 500, "only {samples} readings of /proc/loadavg");
+    check::near(
+        "running tasks (runnable + asleep but queued)",
+        traced,
+        kernel,
+        (0.08 * kernel).max(0.05),
+    )
+}

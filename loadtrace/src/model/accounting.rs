@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use loadtrace_common::TaskTotals;
 
-use super::thread::{ThreadReading, ThreadState};
+use super::thread::{ThreadReading, ThreadState, load_ns};
 
 /// What one thread did during one interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,23 +31,27 @@ struct Last {
 /// What to show for a thread whose totals are now `now` after `shown` was shown, and what
 /// has been shown after that.
 fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
-    let load = |t: &TaskTotals| t.on_cpu_ns + t.runqueue_ns + t.uninterruptible_ns;
-    let to_show = load(now).saturating_sub(load(shown));
-    let grew = [
-        now.on_cpu_ns.saturating_sub(shown.on_cpu_ns),
-        now.runqueue_ns.saturating_sub(shown.runqueue_ns),
-        now.uninterruptible_ns
-            .saturating_sub(shown.uninterruptible_ns),
-    ];
+    let to_show = load_ns(now).saturating_sub(load_ns(shown));
+    // The load states, in this order: on CPU, run queue, D, queued asleep.
+    let states = |t: &TaskTotals| {
+        [
+            t.on_cpu_ns,
+            t.runqueue_ns,
+            t.uninterruptible_ns,
+            t.queued_asleep_ns,
+        ]
+    };
+    let (now_s, shown_s) = (states(now), states(shown));
+    let grew: [u64; 4] = std::array::from_fn(|i| now_s[i].saturating_sub(shown_s[i]));
     let grown: u64 = grew.iter().sum();
-    let mut part = [0u64; 3];
+    let mut part = [0u64; 4];
     if grown > 0 {
         for (p, g) in part.iter_mut().zip(grew) {
             *p = (u128::from(to_show) * u128::from(g) / u128::from(grown)) as u64;
         }
         // Rounding leftovers go to the state that grew most.
         let rest = to_show - part.iter().sum::<u64>();
-        let most = (0..3).max_by_key(|&i| grew[i]).unwrap_or(0);
+        let most = (0..4).max_by_key(|&i| grew[i]).unwrap_or(0);
         part[most] += rest;
     }
     let d_iowait = now.iowait_ns.saturating_sub(shown.iowait_ns).min(part[2]);
@@ -57,6 +61,7 @@ fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
         uninterruptible_ns: part[2],
         iowait_ns: d_iowait,
         sleeping_ns: now.sleeping_ns.saturating_sub(shown.sleeping_ns),
+        queued_asleep_ns: part[3],
         voluntary_switches: now
             .voluntary_switches
             .saturating_sub(shown.voluntary_switches),
@@ -70,6 +75,7 @@ fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
         uninterruptible_ns: shown.uninterruptible_ns + part[2],
         iowait_ns: shown.iowait_ns + d_iowait,
         sleeping_ns: shown.sleeping_ns.max(now.sleeping_ns),
+        queued_asleep_ns: shown.queued_asleep_ns + part[3],
         voluntary_switches: shown.voluntary_switches.max(now.voluntary_switches),
         involuntary_switches: shown.involuntary_switches.max(now.involuntary_switches),
     };
@@ -285,6 +291,32 @@ mod tests {
         again.totals.uninterruptible_ns = 1_300;
         let d = a.interval(3_000, [], [again]);
         assert_eq!(d[0].delta.uninterruptible_ns, 300);
+    }
+
+    #[test]
+    fn a_queued_sleep_is_load_until_the_kernel_dequeues_it() {
+        let mut a = Accountant::default();
+        // Asleep but still queued since 0: all of it load so far.
+        let queued = live(1, 0, ThreadState::QueuedAsleep, 0, 0);
+        let d = a.interval(1_000, [], [queued]);
+        assert_eq!(
+            (d[0].delta.queued_asleep_ns, d[0].delta.sleeping_ns),
+            (1_000, 0)
+        );
+        // Dequeued at 1_500, asleep since: 500 more of load, then plain sleep.
+        let dequeued = ThreadReading {
+            totals: TaskTotals {
+                queued_asleep_ns: 1_500,
+                ..Default::default()
+            },
+            ..live(1, 0, ThreadState::Sleeping, 1_500, 0)
+        };
+        let d = a.interval(2_000, [], [dequeued]);
+        assert_eq!(
+            (d[0].delta.queued_asleep_ns, d[0].delta.sleeping_ns),
+            (500, 500)
+        );
+        assert_eq!(load_ns(&d[0].delta), 500);
     }
 
     #[test]

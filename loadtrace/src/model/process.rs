@@ -17,6 +17,8 @@ pub struct LoadFigures {
     pub runqueue: f64,
     pub uninterruptible: f64,
     pub iowait: f64,
+    /// Asleep, yet counted as running by the kernel (6.12+ delayed dequeue).
+    pub queued_asleep: f64,
 }
 
 impl LoadFigures {
@@ -27,6 +29,7 @@ impl LoadFigures {
             runqueue: per(t.runqueue_ns),
             uninterruptible: per(t.uninterruptible_ns),
             iowait: per(t.iowait_ns),
+            queued_asleep: per(t.queued_asleep_ns),
         }
     }
 
@@ -35,7 +38,7 @@ impl LoadFigures {
     }
 
     pub fn load(&self) -> f64 {
-        self.on_cpu + self.runqueue + self.uninterruptible
+        self.on_cpu + self.runqueue + self.uninterruptible + self.queued_asleep
     }
 }
 

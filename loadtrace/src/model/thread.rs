@@ -12,6 +12,8 @@ pub enum ThreadState {
         iowait: bool,
     },
     Sleeping,
+    /// Asleep, but still queued and counted as running by the kernel (6.12+ delayed dequeue).
+    QueuedAsleep,
     /// Gone: the totals are final.
     Exited,
 }
@@ -58,6 +60,7 @@ impl ThreadReading {
                 }
             }
             ThreadState::Sleeping => t.sleeping_ns += open,
+            ThreadState::QueuedAsleep => t.queued_asleep_ns += open,
             ThreadState::Exited => {}
         }
         t
@@ -70,13 +73,15 @@ pub fn totals_add(a: &mut TaskTotals, b: &TaskTotals) {
     a.uninterruptible_ns += b.uninterruptible_ns;
     a.iowait_ns += b.iowait_ns;
     a.sleeping_ns += b.sleeping_ns;
+    a.queued_asleep_ns += b.queued_asleep_ns;
     a.voluntary_switches += b.voluntary_switches;
     a.involuntary_switches += b.involuntary_switches;
 }
 
-/// Time that counts toward the load average: on a CPU, waiting for one, or in D.
+/// Time that counts toward the load average: on a CPU, waiting for one, in D, or asleep
+/// while the kernel still counts the thread as running.
 pub fn load_ns(t: &TaskTotals) -> u64 {
-    t.on_cpu_ns + t.runqueue_ns + t.uninterruptible_ns
+    t.on_cpu_ns + t.runqueue_ns + t.uninterruptible_ns + t.queued_asleep_ns
 }
 
 #[cfg(test)]
@@ -115,6 +120,12 @@ mod tests {
         assert_eq!((t.uninterruptible_ns, t.iowait_ns), (500, 0));
         let t = reading(ThreadState::Sleeping).totals_at(1_500);
         assert_eq!((t.sleeping_ns, load_ns(&t)), (500, 5));
+        // The kernel counts a sleeper it keeps queued as running: load, not sleep.
+        let t = reading(ThreadState::QueuedAsleep).totals_at(1_500);
+        assert_eq!(
+            (t.queued_asleep_ns, t.sleeping_ns, load_ns(&t)),
+            (500, 0, 505)
+        );
         assert_eq!(reading(ThreadState::Exited).totals_at(1_500).on_cpu_ns, 5);
     }
 

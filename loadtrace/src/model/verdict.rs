@@ -39,6 +39,16 @@ pub fn verdict(box_figures: &LoadFigures, cpus: u32, processes: &[ProcessInterva
             f.runnable()
         )
     };
+    // Load that is no demand at all: worth saying when it is a good part of the figure.
+    let head = if f.queued_asleep >= 0.1 && f.queued_asleep >= 0.25 * f.load() {
+        format!(
+            "{head}; {:.2} of the load is sleepers the kernel still counts as running \
+             (delayed dequeue), not demand",
+            f.queued_asleep
+        )
+    } else {
+        head
+    };
     let top: Vec<String> = processes
         .iter()
         .filter(|p| p.figures.load() >= 0.01)
@@ -64,6 +74,7 @@ mod tests {
             runqueue,
             uninterruptible,
             iowait,
+            queued_asleep: 0.0,
         }
     }
 
@@ -86,6 +97,18 @@ mod tests {
         assert!(verdict(&figures(1.0, 0.0, 0.0, 0.0), 2, &[]).starts_with("CPU-bound"));
         assert!(verdict(&figures(0.2, 0.0, 2.0, 1.8), 2, &[]).starts_with("I/O-bound"));
         assert!(verdict(&figures(0.2, 0.0, 2.0, 0.1), 2, &[]).starts_with("blocked"));
+    }
+
+    #[test]
+    fn says_when_queued_sleepers_make_much_of_the_load() {
+        let mut f = figures(1.0, 0.0, 0.0, 0.0);
+        assert!(!verdict(&f, 2, &[]).contains("delayed dequeue"));
+        f.queued_asleep = 0.8;
+        let v = verdict(&f, 2, &[]);
+        assert!(
+            v.starts_with("CPU-bound") && v.contains("0.80 of the load"),
+            "{v}"
+        );
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct Report<'a> {
     pub switches: u64,
     /// CPU handovers the kernel made without a switch event, cumulative (see the kernel side).
     pub unseen_handovers: u64,
+    /// Sleepers left queued (6.12+ delayed dequeue) that no slot could follow, cumulative:
+    /// their queued time is counted as plain sleep.
+    pub queued_unfollowed: u64,
     pub verdict: &'a str,
     /// Already filtered and cut to what is to be shown.
     pub processes: &'a [ProcessInterval],

@@ -22,9 +22,15 @@ pub fn render(r: &Report) -> String {
         r.cpus,
         r.kernel,
     );
+    // Only where the kernel has it (6.12+ delayed dequeue) and it happened.
+    let queued = if f.queued_asleep >= 0.005 || r.queued_unfollowed > 0 {
+        format!(" + asleep but queued {:.2}", f.queued_asleep)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2} (I/O {:.2} + other {:.2})   lost {}{}",
+        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2} (I/O {:.2} + other {:.2}){queued}   lost {}{}",
         f.load(),
         f.runnable(),
         f.on_cpu,
@@ -39,6 +45,14 @@ pub fn render(r: &Report) -> String {
             String::new()
         },
     );
+    if r.queued_unfollowed > 0 {
+        let _ = writeln!(
+            s,
+            "{} sleepers left queued could not be followed: their queued time counts as sleep, \
+             so load is short of the kernel's",
+            r.queued_unfollowed
+        );
+    }
     let _ = writeln!(s, "{}", r.verdict);
     if let Some(costs) = r.program_costs {
         let parts: Vec<String> = costs
@@ -56,7 +70,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>5}",
+        "{:>8} {:<16} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>5}",
         if r.thread_detail { "TID" } else { "PID" },
         "COMM",
         "LOAD",
@@ -64,6 +78,7 @@ pub fn render(r: &Report) -> String {
         "RUNQ",
         "D",
         "IOWAIT",
+        "QSLEEP",
         "IOPS",
         "MB/s",
         "LAT ms",
@@ -117,11 +132,12 @@ fn row(s: &mut String, id: u32, comm: &str, f: &LoadFigures, disk: &str, last: &
     };
     let _ = writeln!(
         s,
-        "{id:>8} {comm:<16} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {disk} {last:>5}",
+        "{id:>8} {comm:<16} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {disk} {last:>5}",
         f.load(),
         f.on_cpu,
         f.runqueue,
         f.uninterruptible,
         f.iowait,
+        f.queued_asleep,
     );
 }

@@ -51,6 +51,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Work {
+    /// Reads the kernel's count of running tasks (/proc/loadavg, fourth field: nr_running,
+    /// queued sleepers included) every few milliseconds for SECS seconds and reports the
+    /// mean without itself. Run with --fifo, so each reading is taken when its timer fires,
+    /// not when the busy CPUs happen to let it run.
+    SampleRunning {
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// THREADS threads busy-looping for SECS seconds (0: forever).
     Spin {
         #[arg(long, default_value_t = 1)]
@@ -106,6 +114,7 @@ fn main() -> Result<()> {
         wait_stdin: cli.wait_stdin,
     };
     let results = match cli.work {
+        Work::SampleRunning { secs } => sample_running(secs, &gate)?,
         Work::Spin { threads, secs } => spin(threads, secs, &gate, cli.then_block)?,
         Work::Sleep { secs, threads } => sleep(secs, threads, &gate)?,
         Work::Odirect { path, count, size } => odirect(&path, count, size, &gate)?,
@@ -118,6 +127,32 @@ fn main() -> Result<()> {
         block_forever();
     }
     Ok(())
+}
+
+fn sample_running(secs: u64, gate: &Gate) -> Result<Value> {
+    gate.pass(json!({}))?;
+    // Not a multiple of the 4 ms tick, so readings do not keep one phase against it.
+    const PERIOD: Duration = Duration::from_micros(3_100);
+    let started = Instant::now();
+    let (mut samples, mut others) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_secs(secs) {
+        let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+        let running: u64 = text
+            .split_whitespace()
+            .nth(3)
+            .and_then(|f| f.split('/').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no running count in /proc/loadavg: {text:?}"))?;
+        // This thread is running as it reads.
+        others += running.saturating_sub(1);
+        samples += 1;
+        thread::sleep(PERIOD);
+    }
+    Ok(json!({
+        "samples": samples,
+        "mean_others": others as f64 / samples.max(1) as f64,
+        "elapsed_ns": nanos(started.elapsed()),
+    }))
 }
 
 /// Moves the process (threads it starts later inherit the policy) to SCHED_FIFO.
