@@ -276,6 +276,27 @@ fn in_iowait(task: *const u8) -> u8 {
     (u32::from(read_u8(task, l.in_iowait_offset)) & l.in_iowait_mask != 0) as u8
 }
 
+/// `sched_update_nr_running_tp(rq *rq, int change)` (6.12+ only, where sleepers can stay
+/// queued): the kernel dequeues a delayed sleeper while picking the next task, and when it
+/// picks the thread that was running already there is no switch to notice it at. A drop in
+/// this CPU's `nr_running` is such a moment: the followed sleepers are checked again.
+#[btf_tracepoint(function = "sched_update_nr_running_tp")]
+#[inline(always)]
+pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
+    let change = ctx.arg::<u64>(1) as i32;
+    if change >= 0 {
+        return 0;
+    }
+    let Some(counters) = counters() else {
+        return 0;
+    };
+    let offset = layout().sched_delayed_offset;
+    if offset != 0 && counters.delayed_count != 0 {
+        settle_delayed(counters, unsafe { bpf_ktime_get_ns() }, offset);
+    }
+    0
+}
+
 /// `sched_wakeup(task *p)`: stamps the end of a sleep. The kernel's run-queue clock can lag
 /// a wakeup by the time an idle CPU takes to wake (skipped clock updates), and that lag is
 /// run-queue wait to the kernel's own accounting, so it is measured here, not inferred.

@@ -39,10 +39,12 @@ pub async fn run(args: Args) -> Result<()> {
     if let Some(warning) = preflight::clocksource_warning() {
         eprintln!("loadtrace: warning: {warning}");
     }
-    let kernel = btf_layout::inspect(
-        std::path::Path::new(btf_layout::VMLINUX_BTF),
-        tracer::BLOCK_HOOKS,
-    )?;
+    let optional: Vec<&'static str> = tracer::BLOCK_HOOKS
+        .iter()
+        .copied()
+        .chain([tracer::DELAYED_DEQUEUE_HOOK])
+        .collect();
+    let kernel = btf_layout::inspect(std::path::Path::new(btf_layout::VMLINUX_BTF), &optional)?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
     let mut tracer = Tracer::start(&kernel.layout, max_threads, &kernel.tracepoints)?;
     drop(kernel);

@@ -26,6 +26,10 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 /// unseen before the switch hook is in place (an entry left runnable for ever).
 const SCHED_HOOKS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_new"];
 
+/// Where sleepers can stay queued (6.12+), the moment the kernel finally dequeues one is a
+/// drop of `nr_running` (a bare tracepoint, no trace event).
+pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
+
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
 
@@ -83,8 +87,8 @@ pub fn monotonic_ns() -> u64 {
 
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
-    /// threads, and attaches them, with the block hooks the kernel has (`block_hooks`, a
-    /// subset of [`BLOCK_HOOKS`]).
+    /// threads, and attaches them, with the optional hooks the kernel has (`block_hooks`, a
+    /// subset of [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]).
     pub fn start(
         layout: &TaskLayout,
         max_tasks: u32,
@@ -100,6 +104,7 @@ impl Tracer {
             block_hooks
                 .iter()
                 .copied()
+                .filter(|h| BLOCK_HOOKS.contains(h))
                 // block_io_start (6.5+) already runs in the submitter's context; block_getrq
                 // is for older kernels, which issue plugged requests from kblockd.
                 .filter(|&h| !(h == "block_getrq" && block_hooks.contains(&"block_io_start")))
@@ -108,7 +113,18 @@ impl Tracer {
             // Without completions nothing about a request can be told.
             Vec::new()
         };
-        let hooks: Vec<&'static str> = SCHED_HOOKS.iter().chain(&block).copied().collect();
+        let delayed: &[&'static str] =
+            if layout.sched_delayed_offset != 0 && block_hooks.contains(&DELAYED_DEQUEUE_HOOK) {
+                &[DELAYED_DEQUEUE_HOOK]
+            } else {
+                &[]
+            };
+        let hooks: Vec<&'static str> = SCHED_HOOKS
+            .iter()
+            .chain(delayed)
+            .chain(&block)
+            .copied()
+            .collect();
         for &name in &hooks {
             match ebpf.program_mut(name) {
                 Some(Program::RawTracePoint(p)) => p.load(),

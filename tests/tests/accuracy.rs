@@ -242,20 +242,21 @@ fn trajectory(reports: &[Received]) -> String {
 }
 
 /// The kernel's own count of running tasks (`nr_running`, which on 6.12+ also holds sleepers
-/// the fair class keeps queued), read every 3 ms by a real-time sampler during a fork storm,
-/// against loadtrace's figure for the same: runnable plus asleep-but-queued, for the whole
-/// box over the same seconds, the sampler's own share taken out (it counts itself out).
+/// the fair class keeps queued), read every 3 ms by a real-time sampler, against loadtrace's
+/// figure for the same: runnable plus asleep-but-queued, for the whole box over the same
+/// seconds, the sampler's own share taken out (it counts itself out). The CPUs are kept busy
+/// by spinning threads, among which the box's sleepy threads are the ones the kernel may
+/// keep queued; none of it may be counted for longer than the kernel counts it.
 #[test]
 fn running_count_matches_the_kernels_nr_running() -> Result<()> {
     if !require_root() {
         return Ok(());
     }
     const SECS: u64 = 10;
-    let iters = child_iters().to_string();
-    let _storm = Workload::spawn(
-        &workload_bin!(),
-        &["forks", "--count", "1000000000", "--child-iters", &iters],
-    )?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cpus.to_string();
+    let _spinners = Workload::spawn(&workload_bin!(), &["spin", "--threads", &threads])?;
+    let _sleepers = Workload::spawn(&workload_bin!(), &["sleep", "--threads", "8"])?;
     let loadtrace = Loadtrace::start(Options::every(1).top(0))?;
     loadtrace.wait_for_first_report()?;
     let secs = SECS.to_string();
@@ -306,6 +307,6 @@ fn running_count_matches_the_kernels_nr_running() -> Result<()> {
         "running tasks (runnable + asleep but queued)",
         traced,
         kernel,
-        (0.08 * kernel).max(0.05),
+        (0.05 * kernel).max(0.05),
     )
 }

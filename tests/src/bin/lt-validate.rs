@@ -415,6 +415,7 @@ fn print_trajectory(scenario: Scenario, span: &[Received]) {
                 "load": load.total,
                 "runnable": load.runnable,
                 "uninterruptible": load.uninterruptible,
+                "queued_asleep": load.queued_asleep,
                 "reconstructed": [load.reconstructed_1m, load.reconstructed_5m],
                 "loadavg": [report.loadavg[0], report.loadavg[1]],
             })
