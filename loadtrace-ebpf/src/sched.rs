@@ -10,8 +10,9 @@
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
 //! - On 6.12+ a sleeper can stay queued (delayed dequeue), still counted in `nr_running`. The
-//!   CPU it stays on follows it in a few per-CPU slots and checks them at its next switches:
-//!   the kernel dequeues such a sleeper while picking the next task, just before the switch.
+//!   CPU it stays on follows it in a few per-CPU slots and checks them at its next switches
+//!   and drops of its `nr_running`: the kernel dequeues such a sleeper while picking the next
+//!   task, which can be the one already running (then no switch follows).
 //!
 //! BTF tracepoints: no trace record is built, and their arguments are typed pointers the
 //! verifier lets the programs read directly (no helper call). The `task_struct` offsets are

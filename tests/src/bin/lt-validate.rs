@@ -301,6 +301,7 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         &format!(", after the first {} s", cli.settle),
         &mut rows,
     );
+    sample_row(span, &mut rows);
     for (i, &(name, pid)) in pids.iter().enumerate() {
         // A fork storm's children come and go; the forker's own threads are what schedstat
         // still holds at the end.
@@ -400,6 +401,38 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
             error_abs: abs_diff,
         });
     }
+}
+
+/// What the kernel itself sampled: its 1-minute average moves by (1 - e) x (sample - old
+/// average) at each 5-second fold, so successive readings give back each instant count it
+/// folded in (to +-0.06, as /proc/loadavg has two decimals). Their mean, with its standard
+/// error, against loadtrace's time average over the same reports: where the load is
+/// bursty, a gap within a few standard errors is the kernel's sampling, not a miscount.
+fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
+    // EXP_1 / FIXED_1 in kernel/sched/loadavg.c.
+    const DECAY: f64 = 1884.0 / 2048.0;
+    let samples: Vec<f64> = span
+        .windows(2)
+        .map(|w| (w[1].report.loadavg[0] - w[0].report.loadavg[0] * DECAY) / (1.0 - DECAY))
+        .collect();
+    if samples.len() < 2 {
+        return;
+    }
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let sd = (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let traced = span[1..].iter().map(|r| r.report.load.total).sum::<f64>() / n;
+    rows.push(Row::new(
+        format!(
+            "time-average load vs the kernel's own samples (recovered from successive 1-minute \
+             averages: {} samples, sd {sd:.2}, standard error of their mean {:.3})",
+            samples.len(),
+            sd / n.sqrt()
+        ),
+        traced,
+        mean,
+        "",
+    ));
 }
 
 /// Every report's load figures, one JSON line each, for looking into an error afterwards.
