@@ -71,8 +71,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     };
 
     counters.switches += 1;
+    // The offset test first: a constant, so kernels without delayed dequeue drop the call.
     if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
-        settle_delayed(counters, now, l.sched_delayed_offset);
+        settle_delayed(counters, now);
     }
     let arrived = counters.last_switch_ns;
     let last_in = counters.curr_tid as u32;
@@ -131,6 +132,12 @@ fn state_after_switch_out(preempt: bool, prev_state: u32) -> u8 {
     }
 }
 
+/// A state that a wakeup ends.
+#[inline(always)]
+fn asleep(state: u8) -> bool {
+    state == UNINTERRUPTIBLE || state == SLEEPING || state == QUEUED_ASLEEP
+}
+
 /// A sleeper the fair class kept queued is still load to the kernel: followed in a slot of
 /// this CPU until it is dequeued. `false` when every slot is taken (counted).
 #[inline(always)]
@@ -155,7 +162,8 @@ fn stays_queued(d: &Departure, counters: &mut Counters) -> bool {
 /// does so while picking the next task, so this switch is when). A thread woken meanwhile
 /// is left to its own next switch, which knows when its sleep ended.
 #[inline(always)]
-fn settle_delayed(counters: &mut Counters, now: u64, offset: u32) {
+fn settle_delayed(counters: &mut Counters, now: u64) {
+    let l = layout();
     for i in 0..DELAYED_SLOTS {
         let tid = counters.delayed_tids[i];
         if tid == 0 {
@@ -164,12 +172,13 @@ fn settle_delayed(counters: &mut Counters, now: u64, offset: u32) {
         let task = counters.delayed_tasks[i] as *const u8;
         // Woken meanwhile, it may have run elsewhere and exited: checked reads, and a task
         // that is no longer this thread ends the follow without touching any entry.
-        let read_u32_checked = |off: u32| unsafe {
-            bpf_probe_read_kernel(task.wrapping_add(off as usize) as *const u32)
+        let pid = unsafe {
+            bpf_probe_read_kernel(task.wrapping_add(l.pid_offset as usize) as *const u32)
         };
-        let same = read_u32_checked(layout().pid_offset).is_ok_and(|pid| u64::from(pid) == tid);
+        let same = pid.is_ok_and(|pid| u64::from(pid) == tid);
         let queued: u8 =
-            unsafe { bpf_probe_read_kernel(task.wrapping_add(offset as usize)) }.unwrap_or(0);
+            unsafe { bpf_probe_read_kernel(task.wrapping_add(l.sched_delayed_offset as usize)) }
+                .unwrap_or(0);
         if same && queued != 0 {
             continue;
         }
@@ -224,9 +233,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // A sleep ends at its wakeup, seen by `sched_wakeup`. Without a stamp it ends where the
     // kernel's run-queue wait began, whose clock can lag a wakeup on an idle CPU by the time
     // that CPU takes to wake.
-    let woken = (e.state == UNINTERRUPTIBLE || e.state == SLEEPING || e.state == QUEUED_ASLEEP)
-        && e.woken_ns > e.since_ns
-        && e.woken_ns <= d.arrived;
+    let woken = asleep(e.state) && e.woken_ns > e.since_ns && e.woken_ns <= d.arrived;
     let waited = if woken {
         d.arrived - e.woken_ns
     } else {
@@ -291,9 +298,8 @@ pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
-    let offset = layout().sched_delayed_offset;
-    if offset != 0 && counters.delayed_count != 0 {
-        settle_delayed(counters, unsafe { bpf_ktime_get_ns() }, offset);
+    if layout().sched_delayed_offset != 0 && counters.delayed_count != 0 {
+        settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
     }
     0
 }
@@ -312,7 +318,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
     if let Some(e) = lookup(read_u32(task, l.pid_offset))
-        && (e.state == UNINTERRUPTIBLE || e.state == SLEEPING || e.state == QUEUED_ASLEEP)
+        && asleep(e.state)
         && e.woken_ns <= e.since_ns
     {
         begin_update(e);

@@ -87,12 +87,12 @@ pub fn monotonic_ns() -> u64 {
 
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
-    /// threads, and attaches them, with the optional hooks the kernel has (`block_hooks`, a
+    /// threads, and attaches them, with the optional hooks the kernel has (`optional_hooks`, a
     /// subset of [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]).
     pub fn start(
         layout: &TaskLayout,
         max_tasks: u32,
-        block_hooks: &[&'static str],
+        optional_hooks: &[&'static str],
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
@@ -100,21 +100,21 @@ impl Tracer {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let block: Vec<&'static str> = if block_hooks.contains(&"block_rq_complete") {
-            block_hooks
+        let block: Vec<&'static str> = if optional_hooks.contains(&"block_rq_complete") {
+            optional_hooks
                 .iter()
                 .copied()
                 .filter(|h| BLOCK_HOOKS.contains(h))
                 // block_io_start (6.5+) already runs in the submitter's context; block_getrq
                 // is for older kernels, which issue plugged requests from kblockd.
-                .filter(|&h| !(h == "block_getrq" && block_hooks.contains(&"block_io_start")))
+                .filter(|&h| !(h == "block_getrq" && optional_hooks.contains(&"block_io_start")))
                 .collect()
         } else {
             // Without completions nothing about a request can be told.
             Vec::new()
         };
         let delayed: &[&'static str] =
-            if layout.sched_delayed_offset != 0 && block_hooks.contains(&DELAYED_DEQUEUE_HOOK) {
+            if layout.sched_delayed_offset != 0 && optional_hooks.contains(&DELAYED_DEQUEUE_HOOK) {
                 &[DELAYED_DEQUEUE_HOOK]
             } else {
                 &[]

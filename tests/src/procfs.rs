@@ -105,6 +105,21 @@ pub fn parse_loadavg(text: &str) -> Result<[f64; 3]> {
     Ok([next()?, next()?, next()?])
 }
 
+/// The kernel's count of running tasks now (`nr_running`): /proc/loadavg's fourth field,
+/// "running/threads".
+pub fn running_tasks() -> Result<u64> {
+    let text = fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    parse_running_tasks(&text).with_context(|| format!("parsing /proc/loadavg: {text:?}"))
+}
+
+pub fn parse_running_tasks(text: &str) -> Result<u64> {
+    let field = text.split_whitespace().nth(3).context("too few fields")?;
+    let running = field.split('/').next().unwrap_or_default();
+    running
+        .parse()
+        .with_context(|| format!("bad running/threads field {field:?}"))
+}
+
 /// The total number of context switches since boot (/proc/stat `ctxt`).
 pub fn context_switches() -> Result<u64> {
     let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
@@ -340,6 +355,11 @@ mod tests {
             [1.41, 0.70, 0.32]
         );
         assert!(parse_loadavg("1.41\n").is_err());
+        assert_eq!(
+            parse_running_tasks("1.41 0.70 0.32 2/92 11624\n").unwrap(),
+            2
+        );
+        assert!(parse_running_tasks("1.41 0.70 0.32\n").is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::{Parser, Subcommand};
+use loadtrace_tests::procfs::{self, Schedstat};
 use serde_json::{Value, json};
 
 /// Iterations of `burn` per fork child: about half a millisecond of CPU on the test
@@ -136,13 +137,7 @@ fn sample_running(secs: u64, gate: &Gate) -> Result<Value> {
     let started = Instant::now();
     let (mut samples, mut others) = (0u64, 0u64);
     while started.elapsed() < Duration::from_secs(secs) {
-        let text = std::fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
-        let running: u64 = text
-            .split_whitespace()
-            .nth(3)
-            .and_then(|f| f.split('/').next())
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("no running count in /proc/loadavg: {text:?}"))?;
+        let running = procfs::running_tasks()?;
         // This thread is running as it reads.
         others += running.saturating_sub(1);
         samples += 1;
@@ -310,8 +305,8 @@ fn odirect(path: &Path, count: u64, size: usize, gate: &Gate) -> Result<Value> {
         "elapsed_ns": nanos(elapsed),
         // The scheduler's totals of this thread over the writes alone, for what the wall
         // time minus them leaves: the time the writes slept.
-        "loop_exec_ns": schedstat_after[0] - schedstat_before[0],
-        "loop_run_delay_ns": schedstat_after[1] - schedstat_before[1],
+        "loop_exec_ns": schedstat_after.exec_ns - schedstat_before.exec_ns,
+        "loop_run_delay_ns": schedstat_after.run_delay_ns - schedstat_before.run_delay_ns,
     }))
 }
 
@@ -587,18 +582,11 @@ extern "C" fn sleep_then_exit(arg: *mut c_void) -> c_int {
     }
 }
 
-/// This thread's /proc/thread-self/schedstat: time on a CPU and waiting in a run queue, ns.
-fn own_schedstat() -> Result<[u64; 2]> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .context("reading /proc/thread-self/schedstat")?;
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    let mut next = || -> Result<u64> {
-        fields
-            .next()
-            .context("short schedstat")?
-            .with_context(|| format!("bad schedstat {text:?}"))
-    };
-    Ok([next()?, next()?])
+/// This thread's schedstat: its time on a CPU and waiting in a run queue.
+fn own_schedstat() -> Result<Schedstat> {
+    let path = "/proc/thread-self/schedstat";
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    procfs::parse_schedstat(&text).with_context(|| format!("parsing {path}: {text:?}"))
 }
 
 fn nanos(d: Duration) -> u64 {
