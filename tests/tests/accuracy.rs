@@ -303,10 +303,15 @@ fn running_count_matches_the_kernels_nr_running() -> Result<()> {
          {seconds:.1} s, of which asleep but queued {queued:.3}"
     ));
     ensure!(samples >= 500, "only {samples} readings of /proc/loadavg");
+    // Under emulation (6.1 and 6.12 VMs) the kernel's count runs up to 5% above loadtrace's
+    // even here (2.160 against 2.059 in one 6.1 run), the same unexplained excess a fork
+    // storm shows there at 13-16% (ACCURACY.md); on the host the two agree within 1%. The
+    // queued sleepers this test is for are 0.3-0.8 of a load of 2 where they occur.
+    let tolerance = if in_vm() { 0.08 } else { 0.05 };
     check::near(
         "running tasks (runnable + asleep but queued)",
         traced,
         kernel,
-        (0.05 * kernel).max(0.05),
+        (tolerance * kernel).max(0.05),
     )
 }
