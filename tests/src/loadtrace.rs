@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::child::{kill_and_reap, signal, wait_timeout};
 use crate::lines::Lines;
+use crate::procfs::Schedstat;
 use crate::report::Report;
 use crate::{loadtrace_bin, patience, procfs};
 
@@ -79,6 +80,9 @@ pub struct Received {
     /// /proc/stat's `ctxt` read the moment the line arrived, to compare loadtrace's
     /// switch count with the kernel's over the same span.
     pub ctxt: u64,
+    /// The run queues' own totals (/proc/schedstat) read at the same moment, where the
+    /// kernel has them.
+    pub run_queues: Option<Schedstat>,
 }
 
 /// A running loadtrace. Dropping it kills the process.
@@ -221,5 +225,11 @@ fn receive(line: &str) -> Result<Received> {
     let report = serde_json::from_str(line).context("not a loadtrace report")?;
     let at = Instant::now();
     let ctxt = procfs::context_switches()?;
-    Ok(Received { report, at, ctxt })
+    let run_queues = procfs::cpu_sched_totals()?;
+    Ok(Received {
+        report,
+        at,
+        ctxt,
+        run_queues,
+    })
 }

@@ -66,6 +66,48 @@ pub fn process_schedstat(pid: u32) -> Result<Schedstat> {
     Ok(sum)
 }
 
+/// What every CPU's run queue has accounted since boot (/proc/schedstat, needs
+/// CONFIG_SCHEDSTATS): time its tasks ran and time they waited, summed over CPUs. Tasks
+/// that have exited are in it too, so over a span it is the box's own integral of running
+/// and waiting tasks. `None` where the kernel has no /proc/schedstat.
+pub fn cpu_sched_totals() -> Result<Option<Schedstat>> {
+    match fs::read_to_string("/proc/schedstat") {
+        Ok(text) => parse_cpu_sched_totals(&text)
+            .context("parsing /proc/schedstat")
+            .map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).context("reading /proc/schedstat"),
+    }
+}
+
+/// The `cpu<N>` lines: yld_count, a legacy 0, sched_count, sched_goidle, ttwu_count,
+/// ttwu_local, rq_cpu_time, run_delay, pcount (the same from schedstat version 15 to 17).
+pub fn parse_cpu_sched_totals(text: &str) -> Result<Schedstat> {
+    let mut sum = Schedstat::default();
+    let mut cpus = 0;
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(name) = fields.next() else { continue };
+        if name
+            .strip_prefix("cpu")
+            .is_none_or(|n| n.parse::<u32>().is_err())
+        {
+            continue;
+        }
+        let numbers: Vec<u64> = fields
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("a field of {name} is not a number"))?;
+        ensure!(numbers.len() >= 9, "{name}: {} fields", numbers.len());
+        sum.exec_ns += numbers[6];
+        sum.run_delay_ns += numbers[7];
+        sum.timeslices += numbers[8];
+        cpus += 1;
+    }
+    ensure!(cpus > 0, "no cpu lines");
+    Ok(sum)
+}
+
 /// The thread ids of process `pid`.
 pub fn threads(pid: u32) -> Result<Vec<u32>> {
     let dir = format!("/proc/{pid}/task");
@@ -336,6 +378,20 @@ impl StateWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_sched_totals_sum_the_cpu_lines() {
+        let text = "version 15\ntimestamp 4294937596\n\
+            cpu0 0 0 85454 1434 1826 1041 4714273844 353185778 3004\n\
+            domain0 03 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34 35\n\
+            cpu1 0 0 4088 1599 1544 695 4009675375 850332809 2487\n";
+        let s = parse_cpu_sched_totals(text).unwrap();
+        assert_eq!(s.exec_ns, 4714273844 + 4009675375);
+        assert_eq!(s.run_delay_ns, 353185778 + 850332809);
+        assert_eq!(s.timeslices, 3004 + 2487);
+        assert!(parse_cpu_sched_totals("version 15\n").is_err());
+        assert!(parse_cpu_sched_totals("cpu0 1 2 3\n").is_err());
+    }
 
     #[test]
     fn schedstat_fields() {

@@ -59,6 +59,10 @@ enum Work {
     SampleRunning {
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Microseconds between readings. The default is not a multiple of the 4 ms tick,
+        /// so readings do not keep one phase against it.
+        #[arg(long, default_value_t = 3_100)]
+        period_us: u64,
     },
     /// THREADS threads busy-looping for SECS seconds (0: forever).
     Spin {
@@ -115,7 +119,9 @@ fn main() -> Result<()> {
         wait_stdin: cli.wait_stdin,
     };
     let results = match cli.work {
-        Work::SampleRunning { secs } => sample_running(secs, &gate)?,
+        Work::SampleRunning { secs, period_us } => {
+            sample_running(secs, Duration::from_micros(period_us), &gate)?
+        }
         Work::Spin { threads, secs } => spin(threads, secs, &gate, cli.then_block)?,
         Work::Sleep { secs, threads } => sleep(secs, threads, &gate)?,
         Work::Odirect { path, count, size } => odirect(&path, count, size, &gate)?,
@@ -130,22 +136,50 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn sample_running(secs: u64, gate: &Gate) -> Result<Value> {
+fn sample_running(secs: u64, period: Duration, gate: &Gate) -> Result<Value> {
     gate.pass(json!({}))?;
-    // Not a multiple of the 4 ms tick, so readings do not keep one phase against it.
-    const PERIOD: Duration = Duration::from_micros(3_100);
+    // Readings taken late (the timer's interrupt held back, e.g. while a CPU ran with
+    // interrupts off) are kept apart: if they saw more tasks than the punctual ones, the
+    // moments a timer-driven sample lands on are not a fair draw of time.
+    const LATE_BOUNDS_US: [u64; 3] = [100, 1_000, 4_000];
     let started = Instant::now();
+    let mut deadline = started;
     let (mut samples, mut others) = (0u64, 0u64);
+    let mut by_lateness = [(0u64, 0u64); LATE_BOUNDS_US.len() + 1];
     while started.elapsed() < Duration::from_secs(secs) {
+        let late = Instant::now()
+            .saturating_duration_since(deadline)
+            .as_micros() as u64;
         let running = procfs::running_tasks()?;
         // This thread is running as it reads.
-        others += running.saturating_sub(1);
+        let seen = running.saturating_sub(1);
+        others += seen;
         samples += 1;
-        thread::sleep(PERIOD);
+        let bin = LATE_BOUNDS_US.iter().take_while(|&&b| late >= b).count();
+        by_lateness[bin].0 += 1;
+        by_lateness[bin].1 += seen;
+        deadline += period;
+        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        } else {
+            deadline = Instant::now();
+        }
     }
+    let bins: Vec<Value> = by_lateness
+        .iter()
+        .enumerate()
+        .map(|(i, &(n, seen))| {
+            json!({
+                "late_from_us": if i == 0 { 0 } else { LATE_BOUNDS_US[i - 1] },
+                "samples": n,
+                "mean_others": seen as f64 / n.max(1) as f64,
+            })
+        })
+        .collect();
     Ok(json!({
         "samples": samples,
         "mean_others": others as f64 / samples.max(1) as f64,
+        "by_lateness": bins,
         "elapsed_ns": nanos(started.elapsed()),
     }))
 }
