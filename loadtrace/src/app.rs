@@ -46,7 +46,14 @@ pub async fn run(args: Args) -> Result<()> {
         .collect();
     let kernel = btf_layout::inspect(std::path::Path::new(btf_layout::VMLINUX_BTF), &optional)?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
-    let mut tracer = Tracer::start(&kernel.layout, max_threads, &kernel.tracepoints)?;
+    let hooks = tracer::without(&kernel.tracepoints, &args.leave_out)?;
+    if !args.leave_out.is_empty() {
+        eprintln!(
+            "loadtrace: warning: left out {}: the figures they make exact are not",
+            args.leave_out.join(", ")
+        );
+    }
+    let mut tracer = Tracer::start(&kernel.layout, max_threads, &hooks)?;
     drop(kernel);
     // Held for the whole run: statistics stay on while the descriptor is open.
     let _stats = if args.bpf_stats {

@@ -39,6 +39,11 @@ pub struct Args {
     /// report their cost per run. The timing itself adds a little to every run.
     #[arg(long)]
     pub bpf_stats: bool,
+
+    /// Leave this hook unattached (sched_wakeup, sched_update_nr_running_tp or a block
+    /// hook), to measure what it costs. The figures it makes exact are then not.
+    #[arg(long, value_name = "HOOK", hide = true)]
+    pub leave_out: Vec<String>,
 }
 
 impl Args {

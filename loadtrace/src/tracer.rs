@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
@@ -32,6 +32,39 @@ pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
 
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
+
+/// The switch hook and the fork hook hold the accounting together; the others refine it.
+const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", DELAYED_DEQUEUE_HOOK];
+
+/// The hooks to attach: the kernel's `optional` ones and `sched_wakeup`, less those in
+/// `left_out` (for measuring what each costs).
+pub fn without(optional: &[&'static str], left_out: &[String]) -> Result<Hooks> {
+    for name in left_out {
+        if !HOOKS_THAT_CAN_BE_LEFT_OUT.contains(&name.as_str())
+            && !BLOCK_HOOKS.contains(&name.as_str())
+        {
+            bail!(
+                "--leave-out {name}: only {} or a block hook ({}) can be left out",
+                HOOKS_THAT_CAN_BE_LEFT_OUT.join(", "),
+                BLOCK_HOOKS.join(", ")
+            );
+        }
+    }
+    let kept = |h: &&'static str| !left_out.iter().any(|l| l == h);
+    Ok(Hooks {
+        optional: optional.iter().copied().filter(kept).collect(),
+        wakeup: kept(&"sched_wakeup"),
+    })
+}
+
+/// The hooks to attach beyond the ones every run needs.
+#[derive(Clone, Debug)]
+pub struct Hooks {
+    /// A subset of [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`] the kernel has.
+    pub optional: Vec<&'static str>,
+    /// Whether `sched_wakeup` stamps the end of sleeps.
+    pub wakeup: bool,
+}
 
 /// Block-layer programs, each attached when the kernel has its tracepoint: block_io_start
 /// arrived in 6.5; the others exist on every supported kernel.
@@ -87,13 +120,9 @@ pub fn monotonic_ns() -> u64 {
 
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
-    /// threads, and attaches them, with the optional hooks the kernel has (`optional_hooks`, a
-    /// subset of [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]).
-    pub fn start(
-        layout: &TaskLayout,
-        max_tasks: u32,
-        optional_hooks: &[&'static str],
-    ) -> Result<Self> {
+    /// threads, and attaches them, with the optional hooks in `hooks`.
+    pub fn start(layout: &TaskLayout, max_tasks: u32, hooks: &Hooks) -> Result<Self> {
+        let optional_hooks = hooks.optional.as_slice();
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
             .map_max_entries("TASKS", max_tasks)
@@ -121,6 +150,7 @@ impl Tracer {
             };
         let hooks: Vec<&'static str> = SCHED_HOOKS
             .iter()
+            .filter(|&&h| hooks.wakeup || h != "sched_wakeup")
             .chain(delayed)
             .chain(&block)
             .copied()
@@ -398,4 +428,27 @@ fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
 pub fn comm_string(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hooks_left_out_only_where_the_accounting_survives() {
+        let optional = ["block_rq_complete", DELAYED_DEQUEUE_HOOK];
+        let all = without(&optional, &[]).unwrap();
+        assert_eq!(all.optional, optional);
+        assert!(all.wakeup);
+
+        let left_out = ["sched_wakeup".to_owned(), DELAYED_DEQUEUE_HOOK.to_owned()];
+        let lean = without(&optional, &left_out).unwrap();
+        assert_eq!(lean.optional, ["block_rq_complete"]);
+        assert!(!lean.wakeup);
+
+        for essential in ["sched_switch", "sched_wakeup_new", "no_such_hook"] {
+            let err = without(&optional, &[essential.to_owned()]).unwrap_err();
+            assert!(err.to_string().contains(essential), "{err}");
+        }
+    }
 }

@@ -27,23 +27,35 @@ enum Mode {
     Untraced,
     Loadtrace,
     Bpftrace,
+    /// loadtrace with these hooks left unattached (`--hook-costs`): what each one costs.
+    LoadtraceWithout(&'static [&'static str]),
 }
 
 impl Mode {
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
-            Mode::Untraced => "untraced",
-            Mode::Loadtrace => "loadtrace --top 10",
-            Mode::Bpftrace => "bpftrace sched_switch count",
+            Mode::Untraced => "untraced".into(),
+            Mode::Loadtrace => "loadtrace --top 10".into(),
+            Mode::Bpftrace => "bpftrace sched_switch count".into(),
+            Mode::LoadtraceWithout(hooks) => format!("loadtrace without {}", hooks.join(", ")),
         }
     }
 }
+
+/// The hooks that refine the accounting, left out one after the other by `--hook-costs`:
+/// the queued-sleeper hook (6.12+), then the wakeup stamp too.
+const LEFT_OUT: [&[&str]; 2] = [
+    &["sched_update_nr_running_tp"],
+    &["sched_update_nr_running_tp", "sched_wakeup"],
+];
 
 const BPFTRACE_ONE_LINER: &str = "tracepoint:sched:sched_switch { @ = count(); }";
 
 pub struct Options {
     pub rounds: usize,
     pub secs: u64,
+    /// Also measure loadtrace with its refining hooks left out.
+    pub hook_costs: bool,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -52,7 +64,10 @@ pub fn run(opts: &Options) -> Result<()> {
     setup::ensure_debian_packages(&[("bpftrace", "/usr/bin/bpftrace")])?;
     mount_tracefs()?;
 
-    let modes = [Mode::Untraced, Mode::Loadtrace, Mode::Bpftrace];
+    let mut modes = vec![Mode::Untraced, Mode::Loadtrace, Mode::Bpftrace];
+    if opts.hook_costs {
+        modes.extend(LEFT_OUT.iter().map(|&hooks| Mode::LoadtraceWithout(hooks)));
+    }
     let mut per_switch: Vec<(Mode, Vec<f64>)> = modes.iter().map(|&m| (m, Vec::new())).collect();
     let mut saturation = Vec::new();
     for round in 0..opts.rounds {
@@ -60,7 +75,7 @@ pub fn run(opts: &Options) -> Result<()> {
             let mode = modes[(round + i) % modes.len()];
             let r = measure(mode, &loadtrace, &workload, opts.secs, false)?;
             eprintln!(
-                "xtask bench: round {} {:<28} {:>7.1} ns/switch",
+                "xtask bench: round {} {:<60} {:>7.1} ns/switch",
                 round + 1,
                 mode.label(),
                 r.ns_per_switch
@@ -143,7 +158,8 @@ fn measure(
 ) -> Result<Measurement> {
     let mut tracer = match mode {
         Mode::Untraced => None,
-        Mode::Loadtrace => Some(Tracer::loadtrace(loadtrace, bpf_stats)?),
+        Mode::Loadtrace => Some(Tracer::loadtrace(loadtrace, bpf_stats, &[])?),
+        Mode::LoadtraceWithout(hooks) => Some(Tracer::loadtrace(loadtrace, bpf_stats, hooks)?),
         Mode::Bpftrace => Some(Tracer::bpftrace()?),
     };
     // The tracer's cumulative switch count and /proc/stat's are taken back to back.
@@ -217,11 +233,14 @@ struct Tracer {
 }
 
 impl Tracer {
-    fn loadtrace(bin: &Path, bpf_stats: bool) -> Result<Self> {
+    fn loadtrace(bin: &Path, bpf_stats: bool, left_out: &[&str]) -> Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.args(["--top", "10", "--interval", "0.5", "--json"]);
         if bpf_stats {
             cmd.arg("--bpf-stats");
+        }
+        for hook in left_out {
+            cmd.args(["--leave-out", hook]);
         }
         let mut t = Self::spawn(cmd)?;
         // Its first report says it is attached.
@@ -343,7 +362,7 @@ struct Idle {
 }
 
 fn idle_cost(loadtrace: &Path, secs: u64) -> Result<Idle> {
-    let t = Tracer::loadtrace(loadtrace, false)?;
+    let t = Tracer::loadtrace(loadtrace, false, &[])?;
     let before = t.cpu_ns()?;
     let started = Instant::now();
     thread::sleep(Duration::from_secs(secs));

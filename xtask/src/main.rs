@@ -42,6 +42,10 @@ enum Command {
         /// Seconds of ping-pong per round.
         #[arg(long, default_value_t = 3)]
         secs: u64,
+        /// Also run loadtrace with the hooks that refine its accounting left out (the
+        /// queued-sleeper hook, then the wakeup stamp too), to show what each costs.
+        #[arg(long)]
+        hook_costs: bool,
     },
     /// Measure what tracing costs per block I/O: O_DIRECT writes to an instant null_blk
     /// device inside the VM, untraced against loadtrace.
@@ -98,7 +102,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Setup => setup::ensure_toolchain(),
         Command::Run { args } => build::run(&args),
         Command::Test { no_vm } => test::run_all(!no_vm),
-        Command::Bench { rounds, secs } => bench::run(&bench::Options { rounds, secs }),
+        Command::Bench {
+            rounds,
+            secs,
+            hook_costs,
+        } => bench::run(&bench::Options {
+            rounds,
+            secs,
+            hook_costs,
+        }),
         Command::BenchIo {
             rounds,
             count,
