@@ -553,14 +553,20 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     // follow the kernel's average closer than this, however exact.
     let w = 1.0 - DECAY;
     let sampling_mad = (2.0 / std::f64::consts::PI).sqrt() * sd * (w / (2.0 - w)).sqrt();
+    // In % of the load, as the 1-minute rows' error is, unless the load is next to nothing.
+    let sampling_error = if mean >= 0.05 {
+        format!("{:.1}%", sampling_mad / mean * 100.0)
+    } else {
+        format!("{sampling_mad:.3}")
+    };
     rows.push(Row::new(
         format!(
             "time-average load vs the kernel's own samples (recovered from successive 1-minute \
              averages: {} samples, sd {sd:.2}, standard error of their mean {:.3}; such samples \
-             alone put the kernel's 1-minute average {:.1}% from a steady level, mean absolute)",
+             alone put the kernel's 1-minute average {sampling_error} from a steady level, mean \
+             absolute)",
             samples.len(),
             sd / n.sqrt(),
-            sampling_mad / mean.max(f64::EPSILON) * 100.0
         ),
         traced,
         mean,
