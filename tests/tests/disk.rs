@@ -449,11 +449,14 @@ fn io_wait_under_cpu_contention_matches_schedstat() -> Result<()> {
     )?;
     // Not run-queue wait alone: when a wakeup preempts, the kernel skips the clock update at
     // the switch that follows, so its split charges the wait until that switch as CPU time.
-    // Under emulation its clock also lags wakeups by tens of microseconds, part of which
-    // neither of its figures holds: there each write may differ by up to 25 us.
+    // Under emulation its clock also lags wakeups by tens of microseconds, which neither of
+    // the writer's figures holds: the kernel books that time to another thread (every
+    // task's runnable time together matches the run queues' own totals to 0.5%, see
+    // `box_runnable_time_matches_the_run_queues_totals`). 6.1 VM: 29 us per write in one
+    // run of CI, more where the host is busy; 40 us per write is allowed there.
     let kernel_runnable_s = on_cpu_s + waited_s;
     let tolerance_s = if in_vm() {
-        (0.05 * kernel_runnable_s).max(count as f64 * 25e-6)
+        (0.05 * kernel_runnable_s).max(count as f64 * 40e-6)
     } else {
         0.05 * kernel_runnable_s
     };
