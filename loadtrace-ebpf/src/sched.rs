@@ -298,7 +298,8 @@ pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
-    if layout().sched_delayed_offset != 0 && counters.delayed_count != 0 {
+    // Attached only where the layout has `sched_delayed`: no offset test here.
+    if counters.delayed_count != 0 {
         settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
     }
     0

@@ -46,14 +46,19 @@ pub async fn run(args: Args) -> Result<()> {
         .collect();
     let kernel = btf_layout::inspect(std::path::Path::new(btf_layout::VMLINUX_BTF), &optional)?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
-    let hooks = tracer::without(&kernel.tracepoints, &args.leave_out)?;
+    tracer::check_left_out(&args.leave_out)?;
     if !args.leave_out.is_empty() {
         eprintln!(
             "loadtrace: warning: left out {}: the figures they make exact are not",
             args.leave_out.join(", ")
         );
     }
-    let mut tracer = Tracer::start(&kernel.layout, max_threads, &hooks)?;
+    let mut tracer = Tracer::start(
+        &kernel.layout,
+        max_threads,
+        &kernel.tracepoints,
+        &args.leave_out,
+    )?;
     drop(kernel);
     // Held for the whole run: statistics stay on while the descriptor is open.
     let _stats = if args.bpf_stats {

@@ -36,9 +36,9 @@ const UNKNOWN_TID: u32 = u32::MAX;
 /// The switch hook and the fork hook hold the accounting together; the others refine it.
 const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", DELAYED_DEQUEUE_HOOK];
 
-/// The hooks to attach: the kernel's `optional` ones and `sched_wakeup`, less those in
-/// `left_out` (for measuring what each costs).
-pub fn without(optional: &[&'static str], left_out: &[String]) -> Result<Hooks> {
+/// Refuses to leave out a hook the accounting cannot do without (`--leave-out`, for
+/// measuring what each refining hook costs).
+pub fn check_left_out(left_out: &[String]) -> Result<()> {
     for name in left_out {
         if !HOOKS_THAT_CAN_BE_LEFT_OUT.contains(&name.as_str())
             && !BLOCK_HOOKS.contains(&name.as_str())
@@ -50,20 +50,43 @@ pub fn without(optional: &[&'static str], left_out: &[String]) -> Result<Hooks> 
             );
         }
     }
-    let kept = |h: &&'static str| !left_out.iter().any(|l| l == h);
-    Ok(Hooks {
-        optional: optional.iter().copied().filter(kept).collect(),
-        wakeup: kept(&"sched_wakeup"),
-    })
+    Ok(())
 }
 
-/// The hooks to attach beyond the ones every run needs.
-#[derive(Clone, Debug)]
-pub struct Hooks {
-    /// A subset of [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`] the kernel has.
-    pub optional: Vec<&'static str>,
-    /// Whether `sched_wakeup` stamps the end of sleeps.
-    pub wakeup: bool,
+/// The programs to attach, in order: the scheduler hooks, the queued-sleeper hook where
+/// sleepers can stay queued, and the block hooks that make sense together, of the
+/// `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`] and
+/// [`DELAYED_DEQUEUE_HOOK`]); less those in `left_out`.
+fn hooks_to_attach(
+    delayed_dequeue: bool,
+    optional: &[&'static str],
+    left_out: &[String],
+) -> Vec<&'static str> {
+    let block: Vec<&'static str> = if optional.contains(&"block_rq_complete") {
+        optional
+            .iter()
+            .copied()
+            .filter(|h| BLOCK_HOOKS.contains(h))
+            // block_io_start (6.5+) already runs in the submitter's context; block_getrq
+            // is for older kernels, which issue plugged requests from kblockd.
+            .filter(|&h| !(h == "block_getrq" && optional.contains(&"block_io_start")))
+            .collect()
+    } else {
+        // Without completions nothing about a request can be told.
+        Vec::new()
+    };
+    let delayed: &[&'static str] = if delayed_dequeue && optional.contains(&DELAYED_DEQUEUE_HOOK) {
+        &[DELAYED_DEQUEUE_HOOK]
+    } else {
+        &[]
+    };
+    SCHED_HOOKS
+        .iter()
+        .chain(delayed)
+        .chain(&block)
+        .copied()
+        .filter(|h| !left_out.iter().any(|l| l == h))
+        .collect()
 }
 
 /// Block-layer programs, each attached when the kernel has its tracepoint: block_io_start
@@ -120,41 +143,21 @@ pub fn monotonic_ns() -> u64 {
 
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
-    /// threads, and attaches them, with the optional hooks in `hooks`.
-    pub fn start(layout: &TaskLayout, max_tasks: u32, hooks: &Hooks) -> Result<Self> {
-        let optional_hooks = hooks.optional.as_slice();
+    /// threads, and attaches them, with the `optional` hooks the kernel has (a subset of
+    /// [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]), less those in `left_out`.
+    pub fn start(
+        layout: &TaskLayout,
+        max_tasks: u32,
+        optional: &[&'static str],
+        left_out: &[String],
+    ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
             .map_max_entries("TASKS", max_tasks)
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let block: Vec<&'static str> = if optional_hooks.contains(&"block_rq_complete") {
-            optional_hooks
-                .iter()
-                .copied()
-                .filter(|h| BLOCK_HOOKS.contains(h))
-                // block_io_start (6.5+) already runs in the submitter's context; block_getrq
-                // is for older kernels, which issue plugged requests from kblockd.
-                .filter(|&h| !(h == "block_getrq" && optional_hooks.contains(&"block_io_start")))
-                .collect()
-        } else {
-            // Without completions nothing about a request can be told.
-            Vec::new()
-        };
-        let delayed: &[&'static str] =
-            if layout.sched_delayed_offset != 0 && optional_hooks.contains(&DELAYED_DEQUEUE_HOOK) {
-                &[DELAYED_DEQUEUE_HOOK]
-            } else {
-                &[]
-            };
-        let hooks: Vec<&'static str> = SCHED_HOOKS
-            .iter()
-            .filter(|&&h| hooks.wakeup || h != "sched_wakeup")
-            .chain(delayed)
-            .chain(&block)
-            .copied()
-            .collect();
+        let hooks = hooks_to_attach(layout.sched_delayed_offset != 0, optional, left_out);
         for &name in &hooks {
             match ebpf.program_mut(name) {
                 Some(Program::RawTracePoint(p)) => p.load(),
@@ -437,17 +440,30 @@ mod tests {
     #[test]
     fn hooks_left_out_only_where_the_accounting_survives() {
         let optional = ["block_rq_complete", DELAYED_DEQUEUE_HOOK];
-        let all = without(&optional, &[]).unwrap();
-        assert_eq!(all.optional, optional);
-        assert!(all.wakeup);
+        let all = hooks_to_attach(true, &optional, &[]);
+        assert_eq!(
+            all,
+            [
+                "sched_switch",
+                "sched_wakeup",
+                "sched_wakeup_new",
+                DELAYED_DEQUEUE_HOOK,
+                "block_rq_complete"
+            ]
+        );
+        // Without delayed dequeue (before 6.12) the queued-sleeper hook has nothing to do.
+        assert!(!hooks_to_attach(false, &optional, &[]).contains(&DELAYED_DEQUEUE_HOOK));
 
         let left_out = ["sched_wakeup".to_owned(), DELAYED_DEQUEUE_HOOK.to_owned()];
-        let lean = without(&optional, &left_out).unwrap();
-        assert_eq!(lean.optional, ["block_rq_complete"]);
-        assert!(!lean.wakeup);
+        check_left_out(&left_out).unwrap();
+        let lean = hooks_to_attach(true, &optional, &left_out);
+        assert_eq!(
+            lean,
+            ["sched_switch", "sched_wakeup_new", "block_rq_complete"]
+        );
 
         for essential in ["sched_switch", "sched_wakeup_new", "no_such_hook"] {
-            let err = without(&optional, &[essential.to_owned()]).unwrap_err();
+            let err = check_left_out(&[essential.to_owned()]).unwrap_err();
             assert!(err.to_string().contains(essential), "{err}");
         }
     }

@@ -20,7 +20,7 @@ pub mod procfs;
 pub mod report;
 pub mod workload;
 
-pub use loadtrace::{Loadtrace, Options, Received};
+pub use loadtrace::{Loadtrace, Options, Received, reports_within, runnable_against_run_queues};
 pub use report::{Disk, DiskSum, Process, Report, Thread};
 pub use workload::Workload;
 

@@ -85,6 +85,49 @@ pub struct Received {
     pub run_queues: Option<Schedstat>,
 }
 
+/// The reports whose interval lies wholly between `from` and `to`.
+pub fn reports_within(reports: &[Received], from: SystemTime, to: SystemTime) -> Vec<&Report> {
+    let epoch = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let (from, to) = (epoch(from), epoch(to));
+    reports
+        .iter()
+        .map(|r| &r.report)
+        .filter(|r| r.time - r.interval_s >= from && r.time <= to)
+        .collect()
+}
+
+/// Every task's runnable time (on CPU + run queue) over `span`, and what the run queues
+/// themselves accounted from the arrival of `start` to that of the span's last report
+/// (/proc/schedstat: time their tasks ran plus time they waited), both as average counts.
+/// `None` where the kernel keeps no such totals, or where they are no integral of
+/// `nr_running`: where sleepers can stay queued (6.12+) the queues' wait totals also
+/// gather time of threads asleep (kcompactd0, which wakes twice a second: 0.52 s of wait
+/// in 20 s with 3 ms on a CPU; loadtrace, 16 ms runnable).
+pub fn runnable_against_run_queues(
+    start: &Received,
+    span: &[Received],
+) -> Result<Option<(f64, f64)>> {
+    if procfs::fair_class_delays_dequeue()? {
+        return Ok(None);
+    }
+    let Some(last) = span.last() else {
+        return Ok(None);
+    };
+    let (Some(before), Some(after)) = (&start.run_queues, &last.run_queues) else {
+        return Ok(None);
+    };
+    let seconds: f64 = span.iter().map(|r| r.report.interval_s).sum();
+    let traced: f64 = span
+        .iter()
+        .map(|r| (r.report.load.on_cpu + r.report.load.runqueue) * r.report.interval_s)
+        .sum();
+    let kernel_s = after.runnable_ns().saturating_sub(before.runnable_ns()) as f64 / 1e9;
+    Ok(Some((traced / seconds, kernel_s / seconds)))
+}
+
 /// A running loadtrace. Dropping it kills the process.
 pub struct Loadtrace {
     child: Option<Child>,

@@ -137,6 +137,13 @@ impl Report {
         self.process(pid)
             .map_or(0.0, |p| figure(p) * self.interval_s)
     }
+
+    /// Task-seconds of runnable and queued-asleep threads in this interval, `pid`'s left
+    /// out: what a reader of the kernel's `nr_running` other than `pid` counts, integrated.
+    pub fn running_seconds_except(&self, pid: u32) -> f64 {
+        let own = self.seconds_of(pid, |p| p.on_cpu + p.runqueue + p.queued_asleep);
+        (self.load.runnable + self.load.queued_asleep) * self.interval_s - own
+    }
 }
 
 impl Process {

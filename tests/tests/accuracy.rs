@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, ensure};
 use loadtrace_tests::procfs::{self, Schedstat};
 use loadtrace_tests::{
-    Loadtrace, Options, Received, Workload, check, in_vm, note, patience, require_root,
-    workload_bin,
+    Loadtrace, Options, Received, Workload, check, in_vm, note, patience, reports_within,
+    require_root, runnable_against_run_queues, workload_bin,
 };
 
 /// CPU work per fork child: about 0.6 ms on the host; a tenth of the iterations under
@@ -270,27 +270,18 @@ fn running_count_matches_the_kernels_nr_running() -> Result<()> {
     let ended = SystemTime::now();
     let reports = loadtrace.stop()?;
 
-    let epoch = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64())
-    };
-    let (from, to) = (epoch(started), epoch(ended));
-    let within: Vec<_> = reports
-        .iter()
-        .map(|r| &r.report)
-        .filter(|r| r.time - r.interval_s >= from && r.time <= to)
-        .collect();
+    let within = reports_within(&reports, started, ended);
     ensure!(
         within.len() as u64 >= SECS / 2,
         "only {} one-second reports within the {SECS} s of sampling",
         within.len()
     );
     let seconds: f64 = within.iter().map(|r| r.interval_s).sum();
-    let running = |r: &loadtrace_tests::Report| {
-        let own = r.seconds_of(sampler_pid, |p| p.on_cpu + p.runqueue + p.queued_asleep);
-        (r.load.runnable + r.load.queued_asleep) * r.interval_s - own
-    };
-    let traced = within.iter().map(|r| running(r)).sum::<f64>() / seconds;
+    let traced = within
+        .iter()
+        .map(|r| r.running_seconds_except(sampler_pid))
+        .sum::<f64>()
+        / seconds;
     let queued = within
         .iter()
         .map(|r| r.load.queued_asleep * r.interval_s)
@@ -344,20 +335,11 @@ fn box_runnable_time_matches_the_run_queues_totals() -> Result<()> {
     let reports = loadtrace.stop()?;
     // The first report holds the start-up; the span is the next REPORTS.
     let (start, span) = (&reports[1], &reports[2..REPORTS + 2]);
-    let seconds: f64 = span.iter().map(|r| r.report.interval_s).sum();
-    let traced = span
-        .iter()
-        .map(|r| (r.report.load.on_cpu + r.report.load.runqueue) * r.report.interval_s)
-        .sum::<f64>()
-        / seconds;
-    let queues = |r: &Received| r.run_queues.as_ref().map(Schedstat::runnable_ns);
-    let (Some(before), Some(after)) = (queues(start), queues(&span[REPORTS - 1])) else {
-        anyhow::bail!("/proc/schedstat went away");
-    };
-    let kernel = after.saturating_sub(before) as f64 / 1e9 / seconds;
+    let (traced, kernel) =
+        runnable_against_run_queues(start, span)?.context("/proc/schedstat went away")?;
     note(&format!(
-        "runnable tasks over {seconds:.1} s of a fork storm: loadtrace {traced:.4}, run queues \
-         {kernel:.4}"
+        "runnable tasks over {REPORTS} reports of a fork storm: loadtrace {traced:.4}, run \
+         queues {kernel:.4}"
     ));
     // 175 s of such a storm in the 6.1 VM agreed to 0.46% (ACCURACY.md), 8 s to 0.02-0.5%.
     check::near_fraction("runnable tasks (average count)", traced, kernel, 0.02)

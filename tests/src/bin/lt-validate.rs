@@ -14,7 +14,8 @@ use clap::Parser;
 use loadtrace_tests::blockdev;
 use loadtrace_tests::procfs::{self, DelayAccounting, Schedstat};
 use loadtrace_tests::{
-    DiskSum, Loadtrace, Options, Process, Received, Report, Workload, scratch_path, workload_bin_or,
+    DiskSum, Loadtrace, Options, Process, Received, Workload, reports_within,
+    runnable_against_run_queues, scratch_path, workload_bin_or,
 };
 use serde_json::{Value, json};
 
@@ -386,8 +387,8 @@ struct Sampling {
 struct Sampled {
     sampler_pid: u32,
     result: Value,
-    from: f64,
-    to: f64,
+    started: SystemTime,
+    ended: SystemTime,
 }
 
 impl Sampling {
@@ -411,36 +412,23 @@ impl Sampling {
     fn finish(self) -> Result<Sampled> {
         let sampler_pid = self.sampler.pid();
         let result = self.sampler.wait_exit(Duration::from_secs(60))?;
-        let epoch = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64())
-        };
         Ok(Sampled {
             sampler_pid,
             result,
-            from: epoch(self.started),
-            to: epoch(SystemTime::now()),
+            started: self.started,
+            ended: SystemTime::now(),
         })
     }
 }
 
 impl Sampled {
     fn row(&self, reports: &[Received]) -> Result<Row> {
-        let within: Vec<&Report> = reports
-            .iter()
-            .map(|r| &r.report)
-            .filter(|r| r.time - r.interval_s >= self.from && r.time <= self.to)
-            .collect();
+        let within = reports_within(reports, self.started, self.ended);
         ensure!(!within.is_empty(), "no report within the sampler's run");
         let seconds: f64 = within.iter().map(|r| r.interval_s).sum();
         let traced = within
             .iter()
-            .map(|r| {
-                let own = r.seconds_of(self.sampler_pid, |p| {
-                    p.on_cpu + p.runqueue + p.queued_asleep
-                });
-                (r.load.runnable + r.load.queued_asleep) * r.interval_s - own
-            })
+            .map(|r| r.running_seconds_except(self.sampler_pid))
             .sum::<f64>()
             / seconds;
         let kernel = self.result["mean_others"]
@@ -462,35 +450,18 @@ impl Sampled {
 }
 
 /// Every task's runnable time, exited ones and kernel threads included, against what the
-/// run queues themselves accounted over the same span (/proc/schedstat: time their tasks
-/// ran plus time they waited), as an average count. Only on kernels that keep sleepers
-/// dequeued at once: where sleepers can stay queued (6.12+) the queues' wait totals also
-/// gather time of threads asleep (kcompactd0, which wakes twice a second: 0.52 s of wait in
-/// 20 s with 3 ms on a CPU; loadtrace, 16 ms runnable), which the kernel's own load average
-/// does not count.
+/// run queues themselves accounted over the same span, where the kernel keeps a faithful
+/// account of it (see `runnable_against_run_queues`).
 fn run_queue_row(start: &Received, span: &[Received], rows: &mut Vec<Row>) -> Result<()> {
-    if procfs::fair_class_delays_dequeue()? {
-        return Ok(());
+    if let Some((traced, kernel)) = runnable_against_run_queues(start, span)? {
+        rows.push(Row::new(
+            "every task, exited ones too: runnable (on CPU + run queue) vs the run queues' own \
+             totals (/proc/schedstat rq_cpu_time + run_delay), as an average count",
+            traced,
+            kernel,
+            "",
+        ));
     }
-    let Some(last) = span.last() else {
-        return Ok(());
-    };
-    let (Some(before), Some(after)) = (&start.run_queues, &last.run_queues) else {
-        return Ok(());
-    };
-    let seconds: f64 = span.iter().map(|r| r.report.interval_s).sum();
-    let traced: f64 = span
-        .iter()
-        .map(|r| (r.report.load.on_cpu + r.report.load.runqueue) * r.report.interval_s)
-        .sum();
-    let kernel_s = after.runnable_ns().saturating_sub(before.runnable_ns()) as f64 / 1e9;
-    rows.push(Row::new(
-        "every task, exited ones too: runnable (on CPU + run queue) vs the run queues' own \
-         totals (/proc/schedstat rq_cpu_time + run_delay), as an average count",
-        traced / seconds,
-        kernel_s / seconds,
-        "",
-    ));
     Ok(())
 }
 
