@@ -76,6 +76,10 @@ pub struct TaskEntry {
     /// next departure's value minus this is the wait before that run, measured by the kernel
     /// from the moment the thread was woken or preempted.
     pub run_delay_ns: u64,
+    /// The kernel's `se.sum_exec_runtime` (its CPU time, in every scheduling class) when it
+    /// left the CPU. Where the kernel switched without an event, the next departure's value
+    /// minus this is how long that run lasted, so it tells when the run began.
+    pub sum_exec_ns: u64,
     /// When it was last woken from a load-counting D sleep: where the kernel moves it from
     /// `nr_uninterruptible` back to `nr_running` (and delay accounting ends its wait).
     pub woken_ns: u64,
@@ -296,6 +300,8 @@ pub struct TaskLayout {
     /// `se.sched_delayed` (6.12+): set while a sleeper stays queued; 0 where the kernel has
     /// no delayed dequeue.
     pub sched_delayed_offset: u32,
+    /// `se.sum_exec_runtime`.
+    pub sum_exec_offset: u32,
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     rq_bio_offset: 0,
     bdev_dev_offset: 0,
     sched_delayed_offset: 0,
+    sum_exec_offset: 0,
 };
 
 #[inline(always)]

@@ -84,7 +84,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let prev_tid = pid_tgid as u32;
     // UNKNOWN_TID: tracing began while this CPU ran someone; `arrived` is that moment.
-    if last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0 {
+    let unseen = last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0;
+    if unseen {
         counters.unseen_handovers += 1;
     }
     if prev_tid != 0 && arrived != 0 {
@@ -93,8 +94,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             tid: prev_tid,
             tgid: (pid_tgid >> 32) as u32,
             arrived,
+            unseen,
             now,
             run_delay: read_u64(prev, l.run_delay_offset),
+            sum_exec: read_u64(prev, l.sum_exec_offset),
             preempt: preempt != 0,
             prev_state,
         };
@@ -110,9 +113,13 @@ struct Departure {
     tgid: u32,
     /// When it (or, after an unseen handover, whoever the CPU ran) arrived on the CPU.
     arrived: u64,
+    /// The CPU switched to this thread without an event, some time after `arrived`.
+    unseen: bool,
     now: u64,
     /// The kernel's total run-queue wait of the thread.
     run_delay: u64,
+    /// The kernel's total CPU time of the thread.
+    sum_exec: u64,
     preempt: bool,
     prev_state: u32,
 }
@@ -200,9 +207,18 @@ fn settle_delayed(counters: &mut Counters, now: u64) {
     }
 }
 
+/// When a thread arrived that the CPU switched to without an event: the CPU ran someone else
+/// from the last switch seen until then. The kernel's own count of the thread's CPU time
+/// since it last left says how long this run was. (It leaves out interrupt time where the
+/// kernel accounts that apart, which moves the arrival a little later, never earlier.)
+#[inline(always)]
+fn arrival_after_unseen_switch(d: &Departure, e: &TaskEntry) -> u64 {
+    let ran = d.sum_exec.saturating_sub(e.sum_exec_ns);
+    d.now.saturating_sub(ran).max(d.arrived)
+}
+
 #[inline(always)]
 fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
-    let on_cpu = d.now.saturating_sub(d.arrived);
     let mut next_state = state_after_switch_out(d.preempt, d.prev_state);
     // An exiting thread is never left queued (TASK_DEAD is a special state to the kernel).
     if next_state == SLEEPING && d.prev_state & TASK_DEAD == 0 && stays_queued(d, counters) {
@@ -218,8 +234,9 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         let mut e = new_entry(d.tgid, next_state, d.now);
         // Born when it arrived: userspace, which saw it on this CPU, knows it by that time.
         e.birth_ns = d.arrived;
-        e.totals.on_cpu_ns = on_cpu;
+        e.totals.on_cpu_ns = d.now.saturating_sub(d.arrived);
         e.run_delay_ns = d.run_delay;
+        e.sum_exec_ns = d.sum_exec;
         if next_state == UNINTERRUPTIBLE {
             e.iowait = in_iowait(prev);
         }
@@ -227,15 +244,21 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         return;
     };
     begin_update(e);
+    let arrived = if d.unseen {
+        arrival_after_unseen_switch(d, e)
+    } else {
+        d.arrived
+    };
+    let on_cpu = d.now.saturating_sub(arrived);
     // Since it last left: first the state it left in, then a wait in a run queue (the
     // kernel's measure), then this run.
-    let away = d.arrived.saturating_sub(e.since_ns);
+    let away = arrived.saturating_sub(e.since_ns);
     // A sleep ends at its wakeup, seen by `sched_wakeup`. Without a stamp it ends where the
     // kernel's run-queue wait began, whose clock can lag a wakeup on an idle CPU by the time
     // that CPU takes to wake.
-    let woken = asleep(e.state) && e.woken_ns > e.since_ns && e.woken_ns <= d.arrived;
+    let woken = asleep(e.state) && e.woken_ns > e.since_ns && e.woken_ns <= arrived;
     let waited = if woken {
-        d.arrived - e.woken_ns
+        arrived - e.woken_ns
     } else {
         d.run_delay.saturating_sub(e.run_delay_ns).min(away)
     };
@@ -256,6 +279,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     e.totals.on_cpu_ns += on_cpu;
     e.tgid = d.tgid;
     e.run_delay_ns = d.run_delay;
+    e.sum_exec_ns = d.sum_exec;
     if d.prev_state & TASK_DEAD != 0 {
         e.since_ns = d.now;
         end_update(e);
@@ -347,6 +371,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     }
     let entry = TaskEntry {
         run_delay_ns: read_u64(task, l.run_delay_offset),
+        sum_exec_ns: read_u64(task, l.sum_exec_offset),
         ..new_entry(read_u32(task, l.tgid_offset), RUNNABLE, now)
     };
     match lookup(tid) {

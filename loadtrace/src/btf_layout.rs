@@ -69,9 +69,11 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
     // 6.12+: a sleeper the fair class keeps queued (delayed dequeue). A bitfield would need a
     // mask; the kernel declares it a plain byte.
     let se = field("se")?.ok_or_else(|| anyhow!("task_struct has no `se`"))?;
+    let sched_entity = find_struct(btf, "sched_entity")?;
     let sched_delayed =
-        member_bit_offset(btf, &find_struct(btf, "sched_entity")?, "sched_delayed")?
-            .map_or(0, |bits| (se + bits) / 8);
+        member_bit_offset(btf, &sched_entity, "sched_delayed")?.map_or(0, |bits| (se + bits) / 8);
+    let sum_exec = member_bit_offset(btf, &sched_entity, "sum_exec_runtime")?
+        .ok_or_else(|| anyhow!("struct sched_entity has no `sum_exec_runtime`"))?;
     let request = find_struct(btf, "request")?;
     let rq_field = |name: &str| -> Result<u32> {
         member_bit_offset(btf, &request, name)?
@@ -97,6 +99,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         rq_bio_offset: rq_field("bio")?,
         bdev_dev_offset: bd_dev / 8,
         sched_delayed_offset: sched_delayed,
+        sum_exec_offset: (se + sum_exec) / 8,
     })
 }
 
@@ -173,6 +176,7 @@ mod tests {
             "kernels since 5.18 pass prev_state"
         );
         assert!(layout.run_delay_offset > 0, "sched_info.run_delay found");
+        assert!(layout.sum_exec_offset > 0, "se.sum_exec_runtime found");
         let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
         assert_eq!(
             layout.sched_delayed_offset != 0,

@@ -152,19 +152,26 @@ pub fn active_threads() -> Vec<SeedTask> {
                 Some('D') => false,
                 _ => continue,
             };
-            let run_delay_ns = fs::read_to_string(t.path().join("schedstat"))
+            let (sum_exec_ns, run_delay_ns) = fs::read_to_string(t.path().join("schedstat"))
                 .ok()
-                .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0);
+                .and_then(|s| parse_schedstat(&s))
+                .unwrap_or((0, 0));
             out.push(SeedTask {
                 tid,
                 tgid,
                 runnable,
                 run_delay_ns,
+                sum_exec_ns,
             });
         }
     }
     out
+}
+
+/// A thread's `schedstat`: its CPU time and its run-queue wait so far, in ns.
+fn parse_schedstat(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((fields.next()??, fields.next()??))
 }
 
 /// Whether thread `tid` of process `tgid` is still alive (not gone, not a zombie).
@@ -184,6 +191,13 @@ pub fn stat_state(stat: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_gives_cpu_time_then_wait() {
+        assert_eq!(parse_schedstat("1234 567 8\n"), Some((1234, 567)));
+        assert_eq!(parse_schedstat("1234"), None);
+        assert_eq!(parse_schedstat("x 1"), None);
+    }
 
     #[test]
     fn this_thread_is_alive_and_a_missing_one_is_not() {

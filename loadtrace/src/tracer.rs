@@ -107,6 +107,8 @@ pub struct SeedTask {
     pub runnable: bool,
     /// Its run-queue wait so far (schedstat's second field).
     pub run_delay_ns: u64,
+    /// Its CPU time so far (schedstat's first field).
+    pub sum_exec_ns: u64,
 }
 
 /// What the kernel measured of one program (with BPF statistics on).
@@ -208,6 +210,7 @@ impl Tracer {
                 since_ns: now_ns,
                 birth_ns: now_ns,
                 run_delay_ns: t.run_delay_ns,
+                sum_exec_ns: t.sum_exec_ns,
                 ..TaskEntry::default()
             };
             // BPF_NOEXIST: an entry that exists is newer than what /proc said.
