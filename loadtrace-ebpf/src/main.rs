@@ -12,6 +12,7 @@
 #![allow(internal_features)]
 
 mod block;
+mod empty;
 mod maps;
 mod sched;
 mod tasks;

@@ -7,6 +7,9 @@
 //!   kernel moves it back to `nr_running`. Where no stamp was seen, the kernel's own
 //!   `sched_info.run_delay` says, when the thread leaves the CPU, how long it waited in a
 //!   run queue before this run; the rest of the time since it last left was the sleep.
+//! - Where the kernel switches without the event (counted as `unseen_handovers`), the thread
+//!   found leaving arrived at a moment nothing marked: its CPU time by the kernel's own count
+//!   (`se.sum_exec_runtime`) since it last left says how long it ran, so when it arrived.
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
 //! - On 6.12+ a sleeper can stay queued (delayed dequeue), still counted in `nr_running`. The

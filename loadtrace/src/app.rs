@@ -53,11 +53,15 @@ pub async fn run(args: Args) -> Result<()> {
             args.leave_out.join(", ")
         );
     }
+    if args.empty_programs {
+        eprintln!("loadtrace: warning: empty programs attached: every figure is zero");
+    }
     let mut tracer = Tracer::start(
         &kernel.layout,
         max_threads,
         &kernel.tracepoints,
         &args.leave_out,
+        args.empty_programs,
     )?;
     drop(kernel);
     // Held for the whole run: statistics stay on while the descriptor is open.
@@ -74,7 +78,10 @@ pub async fn run(args: Args) -> Result<()> {
     let attached_ns = monotonic_ns();
     procfs::visit_every_cpu();
     let start = Instant::now();
-    tracer.seed(&procfs::active_threads(), attached_ns);
+    // Empty programs would never update a seeded entry: it would stay runnable for ever.
+    if !args.empty_programs {
+        tracer.seed(&procfs::active_threads(), attached_ns);
+    }
 
     let cpus = procfs::online_cpus();
     let kernel = procfs::kernel_release();

@@ -44,6 +44,12 @@ pub struct Args {
     /// hook), to measure what it costs. The figures it makes exact are then not.
     #[arg(long, value_name = "HOOK", hide = true)]
     pub leave_out: Vec<String>,
+
+    /// Attach empty programs to the scheduler hooks instead of loadtrace's own (no block
+    /// hooks), to measure what merely running a program at each event costs. Every figure
+    /// is then zero.
+    #[arg(long, hide = true)]
+    pub empty_programs: bool,
 }
 
 impl Args {

@@ -33,6 +33,32 @@ pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
 
+/// Each scheduler hook's empty stand-in (`--empty-programs`): the cost of running any
+/// program there.
+const EMPTY_PROGRAMS: &[(&str, &str)] = &[
+    ("sched_switch", "empty_sched_switch"),
+    ("sched_wakeup", "empty_sched_wakeup"),
+    ("sched_wakeup_new", "empty_sched_wakeup_new"),
+    (DELAYED_DEQUEUE_HOOK, "empty_sched_update_nr_running_tp"),
+];
+
+/// The program to attach to each hook: its own, or with `empty`, its empty stand-in (hooks
+/// without one are left unattached).
+fn programs_for(hooks: &[&'static str], empty: bool) -> Vec<(&'static str, &'static str)> {
+    hooks
+        .iter()
+        .filter_map(|&hook| {
+            if !empty {
+                return Some((hook, hook));
+            }
+            EMPTY_PROGRAMS
+                .iter()
+                .find(|&&(h, _)| h == hook)
+                .map(|&(_, program)| (hook, program))
+        })
+        .collect()
+}
+
 /// The switch hook and the fork hook hold the accounting together; the others refine it.
 const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", DELAYED_DEQUEUE_HOOK];
 
@@ -122,8 +148,8 @@ pub struct ProgramCost {
 pub struct Tracer {
     // Holds the programs and their links: dropping it detaches everything.
     ebpf: Ebpf,
-    /// The programs attached, by name.
-    hooks: Vec<&'static str>,
+    /// The programs attached: (hook, program name).
+    programs: Vec<(&'static str, &'static str)>,
     tasks: HashMap<MapData, u32, TaskEntry>,
     tasks_fd: RawFd,
     io_totals: HashMap<MapData, IoKey, IoTotals>,
@@ -146,12 +172,14 @@ pub fn monotonic_ns() -> u64 {
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
     /// threads, and attaches them, with the `optional` hooks the kernel has (a subset of
-    /// [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]), less those in `left_out`.
+    /// [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]), less those in `left_out`; with
+    /// `empty`, empty programs on the scheduler hooks instead (to measure the floor).
     pub fn start(
         layout: &TaskLayout,
         max_tasks: u32,
         optional: &[&'static str],
         left_out: &[String],
+        empty: bool,
     ) -> Result<Self> {
         let mut ebpf = EbpfLoader::new()
             .override_global("LAYOUT", layout, true)
@@ -160,10 +188,11 @@ impl Tracer {
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let hooks = hooks_to_attach(layout.sched_delayed_offset != 0, optional, left_out);
-        for &name in &hooks {
+        let programs = programs_for(&hooks, empty);
+        for &(hook, name) in &programs {
             match ebpf.program_mut(name) {
                 Some(Program::RawTracePoint(p)) => p.load(),
-                Some(Program::BtfTracePoint(p)) => p.load(name, &btf),
+                Some(Program::BtfTracePoint(p)) => p.load(hook, &btf),
                 _ => return Err(anyhow!("program {name} missing from the object")),
             }
             .with_context(|| format!("verifying program {name}"))?;
@@ -171,13 +200,13 @@ impl Tracer {
         let mut counters: PerCpuArray<MapData, Counters> =
             take(&mut ebpf, "COUNTERS")?.try_into()?;
         start_clocks(&mut counters)?;
-        for &name in &hooks {
+        for &(hook, name) in &programs {
             match ebpf.program_mut(name) {
-                Some(Program::RawTracePoint(p)) => p.attach(name).map(drop),
+                Some(Program::RawTracePoint(p)) => p.attach(hook).map(drop),
                 Some(Program::BtfTracePoint(p)) => p.attach().map(drop),
                 _ => return Err(anyhow!("program {name} missing from the object")),
             }
-            .with_context(|| format!("attaching to tracepoint {name}"))?;
+            .with_context(|| format!("attaching to tracepoint {hook}"))?;
         }
         let tasks_map = take(&mut ebpf, "TASKS")?;
         let tasks_fd = raw_fd(&tasks_map)?;
@@ -191,7 +220,7 @@ impl Tracer {
             exits: take(&mut ebpf, "EXITS")?.try_into()?,
             counters,
             ebpf,
-            hooks,
+            programs,
         })
     }
 
@@ -347,12 +376,12 @@ impl Tracer {
 
     /// Cumulative run counts and times of the programs (zero unless BPF statistics are on).
     pub fn program_costs(&self) -> Vec<ProgramCost> {
-        self.hooks
+        self.programs
             .iter()
-            .filter_map(|name| {
+            .filter_map(|&(hook, name)| {
                 let info = self.ebpf.program(name)?.info().ok()?;
                 Some(ProgramCost {
-                    name,
+                    name: hook,
                     runs: info.run_count(),
                     run_time_ns: info.run_time().as_nanos() as u64,
                 })
@@ -439,6 +468,29 @@ pub fn comm_string(raw: &[u8; 16]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_programs_stand_in_for_the_scheduler_hooks_only() {
+        let hooks = [
+            "sched_switch",
+            "sched_wakeup",
+            "sched_wakeup_new",
+            DELAYED_DEQUEUE_HOOK,
+            "block_rq_complete",
+        ];
+        let own = programs_for(&hooks, false);
+        assert!(own.iter().all(|(hook, program)| hook == program));
+        assert_eq!(own.len(), hooks.len());
+        let empty = programs_for(&hooks, true);
+        let covered: Vec<&str> = empty.iter().map(|&(hook, _)| hook).collect();
+        assert_eq!(covered, hooks[..4]);
+        // The kernel-side functions are named after their hooks.
+        assert!(
+            empty
+                .iter()
+                .all(|(hook, program)| *program == format!("empty_{hook}"))
+        );
+    }
 
     #[test]
     fn hooks_left_out_only_where_the_accounting_survives() {

@@ -29,6 +29,9 @@ enum Mode {
     Bpftrace,
     /// loadtrace with these hooks left unattached (`--hook-costs`): what each one costs.
     LoadtraceWithout(&'static [&'static str]),
+    /// Empty programs on loadtrace's scheduler hooks: what running any program at each event
+    /// costs here, the floor beneath loadtrace's own.
+    EmptyPrograms,
 }
 
 impl Mode {
@@ -38,6 +41,7 @@ impl Mode {
             Mode::Loadtrace => "loadtrace --top 10".into(),
             Mode::Bpftrace => "bpftrace sched_switch count".into(),
             Mode::LoadtraceWithout(hooks) => format!("loadtrace without {}", hooks.join(", ")),
+            Mode::EmptyPrograms => "empty programs on the same hooks".into(),
         }
     }
 }
@@ -64,7 +68,12 @@ pub fn run(opts: &Options) -> Result<()> {
     setup::ensure_debian_packages(&[("bpftrace", "/usr/bin/bpftrace")])?;
     mount_tracefs()?;
 
-    let mut modes = vec![Mode::Untraced, Mode::Loadtrace, Mode::Bpftrace];
+    let mut modes = vec![
+        Mode::Untraced,
+        Mode::Loadtrace,
+        Mode::Bpftrace,
+        Mode::EmptyPrograms,
+    ];
     if opts.hook_costs {
         modes.extend(LEFT_OUT.iter().map(|&hooks| Mode::LoadtraceWithout(hooks)));
     }
@@ -159,7 +168,15 @@ fn measure(
     let mut tracer = match mode {
         Mode::Untraced => None,
         Mode::Loadtrace => Some(Tracer::loadtrace(loadtrace, bpf_stats, &[])?),
-        Mode::LoadtraceWithout(hooks) => Some(Tracer::loadtrace(loadtrace, bpf_stats, hooks)?),
+        Mode::LoadtraceWithout(hooks) => {
+            let args: Vec<String> = hooks.iter().map(|h| format!("--leave-out={h}")).collect();
+            Some(Tracer::loadtrace(loadtrace, bpf_stats, &args)?)
+        }
+        Mode::EmptyPrograms => Some(Tracer::loadtrace(
+            loadtrace,
+            bpf_stats,
+            &["--empty-programs".to_owned()],
+        )?),
         Mode::Bpftrace => Some(Tracer::bpftrace()?),
     };
     // The tracer's cumulative switch count and /proc/stat's are taken back to back.
@@ -233,15 +250,13 @@ struct Tracer {
 }
 
 impl Tracer {
-    fn loadtrace(bin: &Path, bpf_stats: bool, left_out: &[&str]) -> Result<Self> {
+    fn loadtrace(bin: &Path, bpf_stats: bool, extra_args: &[String]) -> Result<Self> {
         let mut cmd = Command::new(bin);
         cmd.args(["--top", "10", "--interval", "0.5", "--json"]);
         if bpf_stats {
             cmd.arg("--bpf-stats");
         }
-        for hook in left_out {
-            cmd.args(["--leave-out", hook]);
-        }
+        cmd.args(extra_args);
         let mut t = Self::spawn(cmd)?;
         // Its first report says it is attached.
         t.next_report()
@@ -391,6 +406,17 @@ fn range(v: &[f64]) -> (f64, f64) {
     (lo, hi)
 }
 
+/// Round by round differences between two modes' figures.
+fn paired_differences(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a - b).collect()
+}
+
+/// "median (lowest to highest)" of added nanoseconds.
+fn spread(v: &[f64]) -> String {
+    let (lo, hi) = range(v);
+    format!("{:+.0} ns ({lo:+.0} to {hi:+.0})", median(v))
+}
+
 fn print_report(
     per_switch: &[(Mode, Vec<f64>)],
     saturation: &[LoadtraceRun],
@@ -398,32 +424,54 @@ fn print_report(
     idle: &Idle,
 ) {
     let base = median(&per_switch[0].1);
-    println!("\n| mode | ns per switch, median | range | added per switch (median) |");
-    println!("|---|---|---|---|");
+    let untraced = &per_switch[0].1;
+    println!(
+        "\n| mode | ns per switch, median | range | added, medians | added, paired rounds: median (range) |"
+    );
+    println!("|---|---|---|---|---|");
     for (mode, v) in per_switch {
         let (lo, hi) = range(v);
-        let added = median(v) - base;
+        let (added, paired) = if *mode == Mode::Untraced {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            (
+                format!("{:+.0} ns", median(v) - base),
+                spread(&paired_differences(v, untraced)),
+            )
+        };
         println!(
-            "| {} | {:.0} | {:.0}-{:.0} | {} |",
+            "| {} | {:.0} | {lo:.0}-{hi:.0} | {added} | {paired} |",
             mode.label(),
             median(v),
-            lo,
-            hi,
-            if *mode == Mode::Untraced {
-                "-".to_owned()
-            } else {
-                format!("{added:+.0} ns")
-            }
         );
     }
-    // Added cost per round, each traced round against the median untraced one.
-    if let Some(lt) = per_switch.iter().find(|(m, _)| *m == Mode::Loadtrace) {
-        let added: Vec<f64> = lt.1.iter().map(|v| v - base).collect();
-        let (lo, hi) = range(&added);
+    // Each round runs every mode once, back to back: a traced round set against the same
+    // round's untraced one (or the empty programs') cancels the drift of a noisy machine.
+    let of = |mode: Mode| per_switch.iter().find(|(m, _)| *m == mode).map(|(_, v)| v);
+    if let Some(lt) = of(Mode::Loadtrace) {
         println!(
-            "\nloadtrace added per switch: median {:+.0} ns, range {lo:+.0} to {hi:+.0} ns",
-            median(&added)
+            "\nloadtrace added per switch, paired rounds: {}",
+            spread(&paired_differences(lt, untraced))
         );
+        if let Some(empty) = of(Mode::EmptyPrograms) {
+            println!(
+                "loadtrace above empty programs on the same hooks, paired rounds: {}",
+                spread(&paired_differences(lt, empty))
+            );
+        }
+        if let Some(bpftrace) = of(Mode::Bpftrace) {
+            let ratios: Vec<f64> = lt
+                .iter()
+                .zip(bpftrace)
+                .zip(untraced)
+                .map(|((l, b), u)| (l - u) / (b - u))
+                .collect();
+            let (lo, hi) = range(&ratios);
+            println!(
+                "loadtrace's added cost over the bpftrace one-liner's, per round: median {:.2} ({lo:.2} to {hi:.2})",
+                median(&ratios)
+            );
+        }
     }
     println!("\n| at saturation (loadtrace rounds) | value |");
     println!("|---|---|");
