@@ -73,6 +73,10 @@ enum Command {
         /// fork-storm, idle).
         #[arg(long, default_value = "")]
         only: String,
+        /// Keep the disk writer on this CPU (to set wakeups from the CPU that takes the
+        /// disk's interrupts apart from wakeups on the writer's own).
+        #[arg(long, value_name = "CPU")]
+        writer_cpu: Option<usize>,
     },
     /// Boot the pinned kernels under QEMU and run the integration tests inside them.
     VmTest {
@@ -120,9 +124,17 @@ fn run(cli: Cli) -> Result<()> {
             rounds,
             count,
         }),
-        Command::Validate { kernel, secs, only } => {
-            validate::run(&validate::Options { kernel, secs, only })
-        }
+        Command::Validate {
+            kernel,
+            secs,
+            only,
+            writer_cpu,
+        } => validate::run(&validate::Options {
+            kernel,
+            secs,
+            only,
+            writer_cpu,
+        }),
         Command::VmTest { kernel } => vm::run(&kernel),
     }
 }

@@ -14,6 +14,8 @@ pub struct Options {
     pub secs: u64,
     /// Scenario names, comma-separated; empty for all.
     pub only: String,
+    /// Keep the disk writer on this CPU.
+    pub writer_cpu: Option<usize>,
 }
 
 const TABLE_BEGIN: &str = "VALIDATE-TABLE-BEGIN";
@@ -55,6 +57,9 @@ fn validator_args(opts: &Options) -> Vec<String> {
     let mut args = vec!["--secs".to_string(), opts.secs.to_string()];
     if !opts.only.is_empty() {
         args.extend(["--only".to_string(), opts.only.clone()]);
+    }
+    if let Some(cpu) = opts.writer_cpu {
+        args.extend(["--writer-cpu".to_string(), cpu.to_string()]);
     }
     args
 }

@@ -35,6 +35,11 @@ struct Cli {
     /// Scenarios to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Keep the disk writer on this CPU. Where the CPU that takes the disk's interrupts is
+    /// another one, every wakeup of the writer crosses CPUs, and the kernel's clocks of the
+    /// two CPUs enter its accounting of each sleep (see ACCURACY.md).
+    #[arg(long, value_name = "CPU")]
+    writer_cpu: Option<usize>,
 }
 
 /// What each scenario starts. Every scenario runs its workloads for the whole traced span.
@@ -155,8 +160,12 @@ fn main() -> Result<()> {
 
 fn print_table(kernel: &str, cli: &Cli, outcomes: &[Outcome]) {
     println!("VALIDATE-TABLE-BEGIN");
+    let pinned = cli
+        .writer_cpu
+        .map(|cpu| format!(" The disk writer is kept on CPU {cpu}."))
+        .unwrap_or_default();
     println!(
-        "Kernel {kernel}, {} s per scenario, reports every {} s.\n",
+        "Kernel {kernel}, {} s per scenario, reports every {} s.{pinned}\n",
         cli.secs, cli.interval
     );
     println!("| scenario | comparison | loadtrace | kernel | error |");
@@ -201,11 +210,15 @@ fn workload(args: &[&str]) -> Result<Workload> {
 
 /// Endless synchronous writes: real-time where the fair class may delay dequeues, so delay
 /// accounting's blkio figure is one to compare with (see `fair_class_delays_dequeue`).
-fn writer(path: &Path) -> Result<Workload> {
+fn writer(path: &Path, cpu: Option<usize>) -> Result<Workload> {
     let path = path.to_str().context("disk path is not UTF-8")?;
+    let cpu = cpu.map(|c| c.to_string());
     let mut args = vec![];
     if procfs::fair_class_delays_dequeue()? {
         args.push("--fifo");
+    }
+    if let Some(cpu) = &cpu {
+        args.extend(["--on-cpu", cpu]);
     }
     args.extend([
         "odirect",
@@ -241,7 +254,7 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         if latency.is_some() {
             device = Some(blockdev::name_of(&path)?);
         }
-        let w = writer(&path)?;
+        let w = writer(&path, cli.writer_cpu)?;
         writer_pid = Some(w.pid());
         workloads.push(("writer", w));
     }

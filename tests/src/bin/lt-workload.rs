@@ -46,6 +46,9 @@ struct Cli {
     /// thread the moment it sleeps, never later (fair-class dequeues can be delayed).
     #[arg(long, global = true)]
     fifo: bool,
+    /// Run on this CPU only.
+    #[arg(long, global = true, value_name = "CPU")]
+    on_cpu: Option<usize>,
     #[command(subcommand)]
     work: Work,
 }
@@ -114,6 +117,9 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.fifo {
         enter_fifo_class()?;
+    }
+    if let Some(cpu) = cli.on_cpu {
+        pin_to_cpu(cpu)?;
     }
     let gate = Gate {
         wait_stdin: cli.wait_stdin,
