@@ -212,8 +212,9 @@ fn settle_delayed(counters: &mut Counters, now: u64) {
 
 /// When a thread arrived that the CPU switched to without an event: the CPU ran someone else
 /// from the last switch seen until then. The kernel's own count of the thread's CPU time
-/// since it last left says how long this run was. (It leaves out interrupt time where the
-/// kernel accounts that apart, which moves the arrival a little later, never earlier.)
+/// since it last left says how long this run was. (That count leaves out steal time, and
+/// interrupt time where the kernel accounts it apart: the arrival can come out a little
+/// late, never early.)
 #[inline(always)]
 fn arrival_after_unseen_switch(d: &Departure, e: &TaskEntry) -> u64 {
     let ran = d.sum_exec.saturating_sub(e.sum_exec_ns);
