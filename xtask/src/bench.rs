@@ -32,6 +32,9 @@ enum Mode {
     /// Empty programs on loadtrace's scheduler hooks: what running any program at each event
     /// costs here, the floor beneath loadtrace's own.
     EmptyPrograms,
+    /// An empty program on the switch hook alone (`--hook-costs`): the floor of any design
+    /// that runs one program per switch.
+    EmptySwitchOnly,
 }
 
 impl Mode {
@@ -42,6 +45,7 @@ impl Mode {
             Mode::Bpftrace => "bpftrace sched_switch count".into(),
             Mode::LoadtraceWithout(hooks) => format!("loadtrace without {}", hooks.join(", ")),
             Mode::EmptyPrograms => "empty programs on the same hooks".into(),
+            Mode::EmptySwitchOnly => "an empty program on sched_switch alone".into(),
         }
     }
 }
@@ -76,6 +80,7 @@ pub fn run(opts: &Options) -> Result<()> {
     ];
     if opts.hook_costs {
         modes.extend(LEFT_OUT.iter().map(|&hooks| Mode::LoadtraceWithout(hooks)));
+        modes.push(Mode::EmptySwitchOnly);
     }
     let mut per_switch: Vec<(Mode, Vec<f64>)> = modes.iter().map(|&m| (m, Vec::new())).collect();
     let mut saturation = Vec::new();
@@ -177,6 +182,17 @@ fn measure(
             bpf_stats,
             &["--empty-programs".to_owned()],
         )?),
+        Mode::EmptySwitchOnly => {
+            let mut args = vec!["--empty-programs".to_owned()];
+            // The last of LEFT_OUT leaves out every hook that can be (the fork hook stays,
+            // idle in a ping-pong).
+            args.extend(
+                LEFT_OUT[LEFT_OUT.len() - 1]
+                    .iter()
+                    .map(|h| format!("--leave-out={h}")),
+            );
+            Some(Tracer::loadtrace(loadtrace, bpf_stats, &args)?)
+        }
         Mode::Bpftrace => Some(Tracer::bpftrace()?),
     };
     // The tracer's cumulative switch count and /proc/stat's are taken back to back.
