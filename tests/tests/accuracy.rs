@@ -123,10 +123,14 @@ fn runnable_time_matches_schedstat() -> Result<()> {
     spinner.wait_ready(patience(Duration::from_secs(30)))?;
     let pid = spinner.pid();
     let tids = procfs::threads(pid)?;
-    let before = schedstats(pid, &tids)?;
 
     let loadtrace = Loadtrace::start(Options::every(1).pid(pid))?;
     loadtrace.wait_for_first_report()?;
+    // The kernel's baseline is read once loadtrace traces, not before it starts: on 6.12 a
+    // thread asleep at the start barrier can be left queued (delayed dequeue) and gather
+    // schedstat run-queue wait meanwhile (a spinner once showed 12.17 s runnable for its 10 s
+    // of spinning), which loadtrace, attached after the thread went to sleep, cannot see.
+    let before = schedstats(pid, &tids)?;
     spinner.release()?;
     spinner.wait_parked(patience(Duration::from_secs(60)))?;
     // Every thread is parked: nothing changes now. Wait for a report that covers only
