@@ -45,17 +45,12 @@ const EMPTY_PROGRAMS: &[(&str, &str)] = &[
 /// The program to attach to each hook: its own, or with `empty`, its empty stand-in (hooks
 /// without one are left unattached).
 fn programs_for(hooks: &[&'static str], empty: bool) -> Vec<(&'static str, &'static str)> {
+    if !empty {
+        return hooks.iter().map(|&hook| (hook, hook)).collect();
+    }
     hooks
         .iter()
-        .filter_map(|&hook| {
-            if !empty {
-                return Some((hook, hook));
-            }
-            EMPTY_PROGRAMS
-                .iter()
-                .find(|&&(h, _)| h == hook)
-                .map(|&(_, program)| (hook, program))
-        })
+        .filter_map(|&hook| EMPTY_PROGRAMS.iter().find(|&&(h, _)| h == hook).copied())
         .collect()
 }
 

@@ -27,15 +27,20 @@ enum Mode {
     Untraced,
     Loadtrace,
     Bpftrace,
-    /// loadtrace with these hooks left unattached (`--hook-costs`): what each one costs.
-    LoadtraceWithout(&'static [&'static str]),
-    /// Empty programs on loadtrace's scheduler hooks: what running any program at each event
-    /// costs here, the floor beneath loadtrace's own.
-    EmptyPrograms,
-    /// An empty program on the switch hook alone (`--hook-costs`): the floor of any design
-    /// that runs one program per switch.
-    EmptySwitchOnly,
+    /// loadtrace with the refining hooks `left_out` unattached (what each one costs), and
+    /// with `empty`, empty programs in place of its own on the rest (what running any
+    /// program there costs: the floor beneath loadtrace's).
+    Variant {
+        left_out: &'static [&'static str],
+        empty: bool,
+    },
 }
+
+/// Empty programs on every hook loadtrace uses.
+const EMPTY_PROGRAMS: Mode = Mode::Variant {
+    left_out: &[],
+    empty: true,
+};
 
 impl Mode {
     fn label(self) -> String {
@@ -43,9 +48,18 @@ impl Mode {
             Mode::Untraced => "untraced".into(),
             Mode::Loadtrace => "loadtrace --top 10".into(),
             Mode::Bpftrace => "bpftrace sched_switch count".into(),
-            Mode::LoadtraceWithout(hooks) => format!("loadtrace without {}", hooks.join(", ")),
-            Mode::EmptyPrograms => "empty programs on the same hooks".into(),
-            Mode::EmptySwitchOnly => "an empty program on sched_switch alone".into(),
+            Mode::Variant { left_out, empty } => {
+                let what = if empty {
+                    "empty programs on the same hooks"
+                } else {
+                    "loadtrace"
+                };
+                if left_out.is_empty() {
+                    what.into()
+                } else {
+                    format!("{what} without {}", left_out.join(", "))
+                }
+            }
         }
     }
 }
@@ -76,11 +90,19 @@ pub fn run(opts: &Options) -> Result<()> {
         Mode::Untraced,
         Mode::Loadtrace,
         Mode::Bpftrace,
-        Mode::EmptyPrograms,
+        EMPTY_PROGRAMS,
     ];
     if opts.hook_costs {
-        modes.extend(LEFT_OUT.iter().map(|&hooks| Mode::LoadtraceWithout(hooks)));
-        modes.push(Mode::EmptySwitchOnly);
+        modes.extend(LEFT_OUT.iter().map(|&left_out| Mode::Variant {
+            left_out,
+            empty: false,
+        }));
+        // The floor of any design that runs one program per switch (the fork hook stays,
+        // idle in a ping-pong).
+        modes.push(Mode::Variant {
+            left_out: LEFT_OUT[LEFT_OUT.len() - 1],
+            empty: true,
+        });
     }
     let mut per_switch: Vec<(Mode, Vec<f64>)> = modes.iter().map(|&m| (m, Vec::new())).collect();
     let mut saturation = Vec::new();
@@ -173,24 +195,14 @@ fn measure(
     let mut tracer = match mode {
         Mode::Untraced => None,
         Mode::Loadtrace => Some(Tracer::loadtrace(loadtrace, bpf_stats, &[])?),
-        Mode::LoadtraceWithout(hooks) => {
-            let args: Vec<String> = hooks.iter().map(|h| format!("--leave-out={h}")).collect();
-            Some(Tracer::loadtrace(loadtrace, bpf_stats, &args)?)
-        }
-        Mode::EmptyPrograms => Some(Tracer::loadtrace(
-            loadtrace,
-            bpf_stats,
-            &["--empty-programs".to_owned()],
-        )?),
-        Mode::EmptySwitchOnly => {
-            let mut args = vec!["--empty-programs".to_owned()];
-            // The last of LEFT_OUT leaves out every hook that can be (the fork hook stays,
-            // idle in a ping-pong).
-            args.extend(
-                LEFT_OUT[LEFT_OUT.len() - 1]
-                    .iter()
-                    .map(|h| format!("--leave-out={h}")),
-            );
+        Mode::Variant { left_out, empty } => {
+            let mut args: Vec<String> = left_out
+                .iter()
+                .map(|h| format!("--leave-out={h}"))
+                .collect();
+            if empty {
+                args.push("--empty-programs".to_owned());
+            }
             Some(Tracer::loadtrace(loadtrace, bpf_stats, &args)?)
         }
         Mode::Bpftrace => Some(Tracer::bpftrace()?),
@@ -439,8 +451,8 @@ fn print_report(
     costs: Option<&LoadtraceRun>,
     idle: &Idle,
 ) {
-    let base = median(&per_switch[0].1);
     let untraced = &per_switch[0].1;
+    let base = median(untraced);
     println!(
         "\n| mode | ns per switch, median | range | added, medians | added, paired rounds: median (range) |"
     );
@@ -469,7 +481,7 @@ fn print_report(
             "\nloadtrace added per switch, paired rounds: {}",
             spread(&paired_differences(lt, untraced))
         );
-        if let Some(empty) = of(Mode::EmptyPrograms) {
+        if let Some(empty) = of(EMPTY_PROGRAMS) {
             println!(
                 "loadtrace above empty programs on the same hooks, paired rounds: {}",
                 spread(&paired_differences(lt, empty))
