@@ -441,11 +441,16 @@ fn io_wait_under_cpu_contention_matches_schedstat() -> Result<()> {
         slept_s >= 0.5,
         "only {slept_s:.3} s asleep: too little to compare"
     );
-    check::near_fraction(
+    // The kernel takes the two ends of each wait with the clocks of the CPUs where they
+    // happen, and a writer woken from another CPU carries their offset into its schedstat
+    // split: 6.5 us per sleep on this project's 6.18 host (ACCURACY.md, "Host mixed"), which
+    // once put this comparison 5.08% off (18,170 writes, 0.055 s). That much per write is
+    // allowed beside the 5%.
+    check::near(
         "io_wait (s) against schedstat's time asleep",
         io_wait_s,
         slept_s,
-        0.05,
+        (0.05 * slept_s).max(count as f64 * 6.5e-6),
     )?;
     // Not run-queue wait alone: when a wakeup preempts, the kernel skips the clock update at
     // the switch that follows, so its split charges the wait until that switch as CPU time.
