@@ -69,7 +69,9 @@ pub struct TaskEntry {
     pub state: u8,
     /// The thread went to sleep in io_schedule (only meaningful in UNINTERRUPTIBLE).
     pub iowait: u8,
-    pub _pad: [u8; 6],
+    /// Whether the thread counted toward load at `sample_ns`.
+    pub sample_active: u8,
+    pub _pad: [u8; 5],
     /// When it left the CPU (CLOCK_MONOTONIC ns, as bpf_ktime_get_ns).
     pub since_ns: u64,
     /// The kernel's `sched_info.run_delay` (total run-queue wait) when it left the CPU: the
@@ -85,6 +87,10 @@ pub struct TaskEntry {
     pub woken_ns: u64,
     /// When the entry was created: tells a reused thread id from its predecessor.
     pub birth_ns: u64,
+    /// The kernel's latest load sample (see [`LoadSampleAt`]) that fell inside an interval
+    /// this entry has since closed, with `sample_active` saying what the thread was then.
+    /// 0: none. Intervals still open are judged by userspace from the entry as it stands.
+    pub sample_ns: u64,
     pub totals: TaskTotals,
     /// Filled only when an exit could not be sent (state DEAD).
     pub comm: [u8; 16],
@@ -100,6 +106,32 @@ pub struct ExitRecord {
     pub birth_ns: u64,
     pub exit_ns: u64,
     pub totals: TaskTotals,
+    /// As in [`TaskEntry`]: the thread's state at the latest load sample of its life.
+    pub sample_ns: u64,
+    pub sample_active: u8,
+    pub _pad: [u8; 7],
+}
+
+/// When the kernel takes its load-average samples, as userspace has worked them out from
+/// [`LoadSampleSeen`]: the one just past and the next one (CLOCK_MONOTONIC ns, 0: not
+/// known). The kernel side tags each interval it closes across a sample with the thread's
+/// state at that instant.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadSampleAt {
+    pub prev_ns: u64,
+    pub next_ns: u64,
+}
+
+/// The latest load sample the kernel side saw a CPU take: the CPU's run queue moved its
+/// `calc_load_update` (the jiffy of its next sample) from `jiffy_before` to `jiffy_after`
+/// in a timer interrupt that ended at `seen_ns`. The earliest CPU to see a sample writes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadSampleSeen {
+    pub jiffy_before: u64,
+    pub jiffy_after: u64,
+    pub seen_ns: u64,
 }
 
 /// Per-CPU counters, one slot of a per-CPU array. Userspace sums the CPUs.
@@ -136,6 +168,8 @@ pub struct Counters {
     /// Sleepers that stayed queued while every slot was taken: counted as plain sleep,
     /// so the load is short of the kernel's by their queued time.
     pub delayed_unfollowed: u64,
+    /// This CPU's run queue's `calc_load_update` when last looked at.
+    pub calc_load_update: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -302,6 +336,12 @@ pub struct TaskLayout {
     pub sched_delayed_offset: u32,
     /// `se.sum_exec_runtime`.
     pub sum_exec_offset: u32,
+    /// From the current task to its CPU's run queue's `calc_load_update`: `se.cfs_rq` in
+    /// `task_struct`, `rq` in `cfs_rq`, `calc_load_update` in `rq`. 0 where the kernel lacks
+    /// the path (no CONFIG_FAIR_GROUP_SCHED): the load samples are then not followed.
+    pub cfs_rq_offset: u32,
+    pub cfs_rq_rq_offset: u32,
+    pub rq_calc_load_update_offset: u32,
 }
 
 #[cfg(test)]
@@ -349,6 +389,8 @@ mod user {
     unsafe impl aya::Pod for super::TaskEntry {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::TaskLayout {}
+    unsafe impl aya::Pod for super::LoadSampleAt {}
+    unsafe impl aya::Pod for super::LoadSampleSeen {}
     unsafe impl aya::Pod for super::IoKey {}
     unsafe impl aya::Pod for super::IoTotals {}
 }

@@ -13,6 +13,7 @@
 
 mod block;
 mod empty;
+mod loadavg;
 mod maps;
 mod sched;
 mod tasks;

@@ -3,9 +3,12 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use loadtrace_common::{BioOwner, Counters, IoKey, IoTotals, RequestStart, TaskEntry, TaskLayout};
+use loadtrace_common::{
+    BioOwner, Counters, IoKey, IoTotals, LoadSampleAt, LoadSampleSeen, RequestStart, TaskEntry,
+    TaskLayout,
+};
 
 /// Per-thread state and totals, keyed by thread id. Userspace sizes it at load time for the
 /// most threads the kernel can have at once; entries are allocated on first sight (no
@@ -34,6 +37,14 @@ pub static BIO_OWNERS: LruHashMap<u64, BioOwner> = LruHashMap::with_max_entries(
 pub static IO_TOTALS: HashMap<IoKey, IoTotals> =
     HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
+/// When the kernel's load samples fall (written by userspace; see `loadavg`).
+#[map]
+pub static LOAD_SAMPLE_AT: Array<LoadSampleAt> = Array::with_max_entries(1, 0);
+
+/// The latest load sample a CPU was seen taking (written by `loadavg`).
+#[map]
+pub static LOAD_SAMPLE_SEEN: Array<LoadSampleSeen> = Array::with_max_entries(1, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
@@ -55,6 +66,9 @@ static LAYOUT: TaskLayout = TaskLayout {
     bdev_dev_offset: 0,
     sched_delayed_offset: 0,
     sum_exec_offset: 0,
+    cfs_rq_offset: 0,
+    cfs_rq_rq_offset: 0,
+    rq_calc_load_update_offset: 0,
 };
 
 #[inline(always)]

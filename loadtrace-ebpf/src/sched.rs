@@ -33,6 +33,7 @@ use loadtrace_common::{
 };
 
 use crate::{
+    loadavg::latest_sample,
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -202,6 +203,12 @@ fn settle_delayed(counters: &mut Counters, now: u64) {
             && e.woken_ns <= e.since_ns
         {
             begin_update(e);
+            // Queued, so load, at a sample taken meanwhile.
+            let sample = latest_sample(now);
+            if sample > e.since_ns {
+                e.sample_ns = sample;
+                e.sample_active = 1;
+            }
             e.totals.queued_asleep_ns += now.saturating_sub(e.since_ns);
             e.state = SLEEPING;
             e.since_ns = now;
@@ -241,6 +248,11 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         e.totals.on_cpu_ns = d.now.saturating_sub(d.arrived);
         e.run_delay_ns = d.run_delay;
         e.sum_exec_ns = d.sum_exec;
+        let sample = latest_sample(d.now);
+        if sample != 0 && sample >= d.arrived {
+            e.sample_ns = sample;
+            e.sample_active = 1;
+        }
         if next_state == UNINTERRUPTIBLE {
             e.iowait = in_iowait(prev);
         }
@@ -267,6 +279,13 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         d.run_delay.saturating_sub(e.run_delay_ns).min(away)
     };
     let slept = away - waited;
+    // A load sample inside what this closes: load unless it fell in a sleep that does not
+    // count, before the wait that ended it.
+    let sample = latest_sample(d.now);
+    if sample > e.since_ns {
+        e.sample_ns = sample;
+        e.sample_active = (e.state != SLEEPING || sample >= arrived - waited) as u8;
+    }
     e.totals.runqueue_ns += waited;
     match e.state {
         UNINTERRUPTIBLE => {

@@ -9,7 +9,7 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, BPF_RB_NO_WAKEUP},
     helpers::bpf_get_current_comm,
 };
-use loadtrace_common::{Counters, ExitRecord, TaskEntry, TaskTotals, state};
+use loadtrace_common::{Counters, ExitRecord, TaskEntry, state};
 
 use crate::maps::{EXITS, TASKS};
 
@@ -62,7 +62,7 @@ pub fn end_update(e: &mut TaskEntry) {
 #[inline(always)]
 pub fn send_exit(tid: u32, e: &mut TaskEntry, now: u64, counters: &mut Counters) {
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    if emit(tid, e.tgid, comm, e.birth_ns, now, &e.totals) {
+    if emit(tid, e, comm, now) {
         let _ = TASKS.remove(tid);
     } else {
         counters.exits_deferred += 1;
@@ -78,30 +78,26 @@ pub fn send_exit(tid: u32, e: &mut TaskEntry, now: u64, counters: &mut Counters)
 /// now or, if the ring is still full, count them lost before the entry is reused.
 #[inline(always)]
 pub fn flush_if_dead(tid: u32, e: &TaskEntry, counters: &mut Counters) {
-    if e.state == state::DEAD && !emit(tid, e.tgid, e.comm, e.birth_ns, e.since_ns, &e.totals) {
+    if e.state == state::DEAD && !emit(tid, e, e.comm, e.since_ns) {
         counters.exits_lost += 1;
     }
 }
 
 #[inline(always)]
-fn emit(
-    tid: u32,
-    tgid: u32,
-    comm: [u8; 16],
-    birth_ns: u64,
-    exit_ns: u64,
-    totals: &TaskTotals,
-) -> bool {
+fn emit(tid: u32, e: &TaskEntry, comm: [u8; 16], exit_ns: u64) -> bool {
     let Some(mut slot) = EXITS.reserve::<ExitRecord>(0) else {
         return false;
     };
     slot.write(ExitRecord {
         tid,
-        tgid,
+        tgid: e.tgid,
         comm,
-        birth_ns,
+        birth_ns: e.birth_ns,
         exit_ns,
-        totals: *totals,
+        totals: e.totals,
+        sample_ns: e.sample_ns,
+        sample_active: e.sample_active,
+        _pad: [0; 7],
     });
     slot.submit(BPF_RB_NO_WAKEUP as u64);
     true

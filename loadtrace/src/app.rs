@@ -11,6 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use crate::{
     btf_layout,
     cli::Args,
+    load_samples::LoadSamples,
     model::{
         accounting::Accountant,
         disk::DiskAccountant,
@@ -42,7 +43,7 @@ pub async fn run(args: Args) -> Result<()> {
     let optional: Vec<&'static str> = tracer::BLOCK_HOOKS
         .iter()
         .copied()
-        .chain([tracer::DELAYED_DEQUEUE_HOOK])
+        .chain([tracer::DELAYED_DEQUEUE_HOOK, tracer::LOAD_SAMPLE_HOOK])
         .collect();
     let kernel = btf_layout::inspect(std::path::Path::new(btf_layout::VMLINUX_BTF), &optional)?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);
@@ -86,6 +87,7 @@ pub async fn run(args: Args) -> Result<()> {
     let cpus = procfs::online_cpus();
     let kernel = procfs::kernel_release();
     let mut reconstructed = Reconstructed::starting_at(procfs::loadavg()?);
+    let mut samples = LoadSamples::new(tracer.follows_load_samples());
     let mut accountant = Accountant::default();
     let mut disk_accountant = DiskAccountant::default();
     let mut devices = procfs::DeviceNames::default();
@@ -101,7 +103,14 @@ pub async fn run(args: Args) -> Result<()> {
 
     loop {
         tokio::select! {
-            _ = polls.tick() => tracer.drain_exits(&mut exits),
+            _ = polls.tick() => {
+                tracer.drain_exits(&mut exits);
+                samples.poll(&mut tracer)?;
+            }
+            _ = sleep_until_monotonic(samples.due_ns()), if samples.due_ns().is_some() => {
+                tracer.drain_exits(&mut exits);
+                samples.count(&mut tracer)?;
+            }
             _ = ticks.tick() => {
                 tracer.drain_exits(&mut exits);
                 let now_ns = monotonic_ns();
@@ -115,6 +124,7 @@ pub async fn run(args: Args) -> Result<()> {
                 tracer.forget_io(&gone_quiet_io(&io, &disk));
                 attach_disk(&mut processes, disk, interval_ns, procfs::comm);
                 reconstructed.advance(summary.figures.load(), interval_ns);
+                samples.set_fallback(summary.figures.load());
                 let counters = tracer.counters()?;
                 let shown = select(processes, &args);
                 let costs = args.bpf_stats.then(|| tracer.program_costs());
@@ -125,7 +135,9 @@ pub async fn run(args: Args) -> Result<()> {
                     kernel: &kernel,
                     loadavg: procfs::loadavg()?,
                     summary: &summary,
-                    reconstructed: reconstructed.averages(),
+                    reconstructed: samples.averages().unwrap_or(reconstructed.averages()),
+                    time_average: reconstructed.averages(),
+                    load_samples: (samples.counted, samples.late),
                     lost: counters.map_full + counters.exits_lost + counters.io_lost,
                     deferred: counters.exits_deferred,
                     map_full: counters.map_full,
@@ -150,6 +162,18 @@ pub async fn run(args: Args) -> Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = sigterm.recv() => return Ok(()),
         }
+    }
+}
+
+/// Sleeps until a CLOCK_MONOTONIC instant (tokio's clock is the same clock, in its own
+/// units); never wakes when there is none.
+async fn sleep_until_monotonic(at_ns: Option<u64>) {
+    match at_ns {
+        Some(at) => {
+            let wait = Duration::from_nanos(at.saturating_sub(monotonic_ns()));
+            tokio::time::sleep(wait).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -74,6 +74,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         member_bit_offset(btf, &sched_entity, "sched_delayed")?.map_or(0, |bits| (se + bits) / 8);
     let sum_exec = member_bit_offset(btf, &sched_entity, "sum_exec_runtime")?
         .ok_or_else(|| anyhow!("struct sched_entity has no `sum_exec_runtime`"))?;
+    let load_sample = load_sample_path(btf, se, &sched_entity)?;
     let request = find_struct(btf, "request")?;
     let rq_field = |name: &str| -> Result<u32> {
         member_bit_offset(btf, &request, name)?
@@ -100,7 +101,28 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         bdev_dev_offset: bd_dev / 8,
         sched_delayed_offset: sched_delayed,
         sum_exec_offset: (se + sum_exec) / 8,
+        cfs_rq_offset: load_sample[0],
+        cfs_rq_rq_offset: load_sample[1],
+        rq_calc_load_update_offset: load_sample[2],
     })
+}
+
+/// Byte offsets of `se.cfs_rq` in `task_struct`, `rq` in `cfs_rq` and `calc_load_update` in
+/// `rq`: how the kernel side reaches a CPU's load-sample jiffy. All 0 where a link is missing
+/// (`cfs_rq` links exist with CONFIG_FAIR_GROUP_SCHED, which every distribution enables).
+fn load_sample_path(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 3]> {
+    let Some(cfs_rq) = member_bit_offset(btf, sched_entity, "cfs_rq")? else {
+        return Ok([0; 3]);
+    };
+    let Some(rq) = member_bit_offset(btf, &find_struct(btf, "cfs_rq")?, "rq")? else {
+        return Ok([0; 3]);
+    };
+    let Some(calc_load_update) =
+        member_bit_offset(btf, &find_struct(btf, "rq")?, "calc_load_update")?
+    else {
+        return Ok([0; 3]);
+    };
+    Ok([(se_bits + cfs_rq) / 8, rq / 8, calc_load_update / 8])
 }
 
 fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct> {
@@ -177,6 +199,12 @@ mod tests {
         );
         assert!(layout.run_delay_offset > 0, "sched_info.run_delay found");
         assert!(layout.sum_exec_offset > 0, "se.sum_exec_runtime found");
+        assert!(
+            layout.cfs_rq_offset > 0
+                && layout.cfs_rq_rq_offset > 0
+                && layout.rq_calc_load_update_offset > 0,
+            "se.cfs_rq->rq->calc_load_update found"
+        );
         let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
         assert_eq!(
             layout.sched_delayed_offset != 0,

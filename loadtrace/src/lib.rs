@@ -6,6 +6,7 @@
 pub mod app;
 pub mod btf_layout;
 pub mod cli;
+pub mod load_samples;
 pub mod map_batch;
 pub mod model;
 pub mod preflight;

@@ -6,14 +6,20 @@ use std::os::fd::{AsFd as _, AsRawFd as _, RawFd};
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues, RingBuf},
     programs::Program,
 };
-use loadtrace_common::{Counters, ExitRecord, IoKey, IoTotals, TaskEntry, TaskLayout, state};
+use loadtrace_common::{
+    Counters, ExitRecord, IoKey, IoTotals, LoadSampleAt, LoadSampleSeen, TaskEntry, TaskLayout,
+    state,
+};
 
 use crate::{
     map_batch,
-    model::thread::{ThreadReading, ThreadState},
+    model::{
+        sampling::SampleReading,
+        thread::{ThreadReading, ThreadState},
+    },
 };
 
 /// Map update flag: insert only if the key is absent.
@@ -29,6 +35,10 @@ const SCHED_HOOKS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_ne
 /// Where sleepers can stay queued (6.12+), the moment the kernel finally dequeues one is a
 /// drop of `nr_running` (a bare tracepoint, no trace event).
 pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
+
+/// Where the kernel's load samples are seen being taken: the end of a timer interrupt (the
+/// tick's is where the kernel samples).
+pub const LOAD_SAMPLE_HOOK: &str = "hrtimer_expire_exit";
 
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
@@ -55,7 +65,8 @@ fn programs_for(hooks: &[&'static str], empty: bool) -> Vec<(&'static str, &'sta
 }
 
 /// The switch hook and the fork hook hold the accounting together; the others refine it.
-const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", DELAYED_DEQUEUE_HOOK];
+const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] =
+    &["sched_wakeup", DELAYED_DEQUEUE_HOOK, LOAD_SAMPLE_HOOK];
 
 /// Refuses to leave out a hook the accounting cannot do without (`--leave-out`, for
 /// measuring what each refining hook costs).
@@ -75,11 +86,13 @@ pub fn check_left_out(left_out: &[String]) -> Result<()> {
 }
 
 /// The programs to attach, in order: the scheduler hooks, the queued-sleeper hook where
-/// sleepers can stay queued, and the block hooks that make sense together, of the
-/// `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`] and
-/// [`DELAYED_DEQUEUE_HOOK`]); less those in `left_out`.
+/// sleepers can stay queued, the block hooks that make sense together, and the load-sample
+/// hook where the kernel side can reach the run queue, of the `optional` ones the kernel has
+/// (a subset of [`BLOCK_HOOKS`], [`DELAYED_DEQUEUE_HOOK`] and [`LOAD_SAMPLE_HOOK`]); less
+/// those in `left_out`.
 fn hooks_to_attach(
     delayed_dequeue: bool,
+    load_samples: bool,
     optional: &[&'static str],
     left_out: &[String],
 ) -> Vec<&'static str> {
@@ -101,10 +114,16 @@ fn hooks_to_attach(
     } else {
         &[]
     };
+    let samples: &[&'static str] = if load_samples && optional.contains(&LOAD_SAMPLE_HOOK) {
+        &[LOAD_SAMPLE_HOOK]
+    } else {
+        &[]
+    };
     SCHED_HOOKS
         .iter()
         .chain(delayed)
         .chain(&block)
+        .chain(samples)
         .copied()
         .filter(|h| !left_out.iter().any(|l| l == h))
         .collect()
@@ -151,6 +170,15 @@ pub struct Tracer {
     io_totals_fd: RawFd,
     exits: RingBuf<MapData>,
     counters: PerCpuArray<MapData, Counters>,
+    /// Present when the load-sample hook is attached.
+    load_samples: Option<LoadSampleMaps>,
+    /// Tagged exits read since the last `sample_readings`.
+    exit_samples: Vec<SampleReading>,
+}
+
+struct LoadSampleMaps {
+    at: Array<MapData, LoadSampleAt>,
+    seen: Array<MapData, LoadSampleSeen>,
 }
 
 /// CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
@@ -182,7 +210,12 @@ impl Tracer {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let hooks = hooks_to_attach(layout.sched_delayed_offset != 0, optional, left_out);
+        let hooks = hooks_to_attach(
+            layout.sched_delayed_offset != 0,
+            layout.cfs_rq_offset != 0,
+            optional,
+            left_out,
+        );
         let programs = programs_for(&hooks, empty);
         for &(hook, name) in &programs {
             match ebpf.program_mut(name) {
@@ -207,7 +240,17 @@ impl Tracer {
         let tasks_fd = raw_fd(&tasks_map)?;
         let io_map = take(&mut ebpf, "IO_TOTALS")?;
         let io_totals_fd = raw_fd(&io_map)?;
+        let load_samples = if programs.iter().any(|&(hook, _)| hook == LOAD_SAMPLE_HOOK) {
+            Some(LoadSampleMaps {
+                at: take(&mut ebpf, "LOAD_SAMPLE_AT")?.try_into()?,
+                seen: take(&mut ebpf, "LOAD_SAMPLE_SEEN")?.try_into()?,
+            })
+        } else {
+            None
+        };
         Ok(Self {
+            load_samples,
+            exit_samples: Vec::new(),
             tasks: tasks_map.try_into()?,
             tasks_fd,
             io_totals: io_map.try_into()?,
@@ -259,6 +302,17 @@ impl Tracer {
             // SAFETY: the kernel side writes whole ExitRecords; read_unaligned copes with any
             // alignment of the ring's data area.
             let rec: ExitRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            // Only a tagged exit can have counted at a sample (it was gone at any later one).
+            if rec.sample_ns != 0 && self.load_samples.is_some() {
+                self.exit_samples.push(SampleReading {
+                    state: ThreadState::Exited,
+                    since_ns: rec.exit_ns,
+                    woken_ns: 0,
+                    on_cpu_since: None,
+                    sample_ns: rec.sample_ns,
+                    sample_active: rec.sample_active != 0,
+                });
+            }
             out.push(ThreadReading {
                 tid: rec.tid,
                 tgid: rec.tgid,
@@ -275,24 +329,10 @@ impl Tracer {
     /// Reads every tracked thread. Threads whose exit could not be sent (ring buffer full)
     /// come back as exited and are removed from the map here.
     pub fn sweep(&mut self) -> Result<Vec<ThreadReading>> {
-        let mut raw: Vec<(u32, TaskEntry)> = Vec::new();
-        match map_batch::lookup_all(self.tasks_fd, &mut raw) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
-                raw = self.tasks.iter().filter_map(Result::ok).collect();
-            }
-            Err(e) => return Err(e).context("reading the task map"),
-        }
+        let raw = self.entries()?;
         let running = self.running()?;
         let mut out = Vec::with_capacity(raw.len() + running.len());
-        for (tid, mut entry) in raw {
-            if entry.seq % 2 == 1 {
-                // Caught mid-update: read that one entry again.
-                match self.reread(tid) {
-                    Some(e) => entry = e,
-                    None => continue,
-                }
-            }
+        for (tid, entry) in raw {
             let mut reading = reading(tid, &entry);
             if reading.state == ThreadState::Exited {
                 let _ = self.tasks.remove(&tid);
@@ -318,6 +358,92 @@ impl Tracer {
                 comm: None,
             });
         }
+        Ok(out)
+    }
+
+    /// Every entry of the task map, each read whole.
+    fn entries(&self) -> Result<Vec<(u32, TaskEntry)>> {
+        let mut raw: Vec<(u32, TaskEntry)> = Vec::new();
+        match map_batch::lookup_all(self.tasks_fd, &mut raw) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                raw = self.tasks.iter().filter_map(Result::ok).collect();
+            }
+            Err(e) => return Err(e).context("reading the task map"),
+        }
+        Ok(raw
+            .into_iter()
+            .filter_map(|(tid, entry)| {
+                if entry.seq % 2 == 0 {
+                    return Some((tid, entry));
+                }
+                // Caught mid-update: read that one entry again.
+                self.reread(tid).map(|e| (tid, e))
+            })
+            .collect())
+    }
+
+    /// Whether the kernel's load samples are followed (the timer hook is attached).
+    pub fn follows_load_samples(&self) -> bool {
+        self.load_samples.is_some()
+    }
+
+    /// The latest load sample a CPU was seen taking, if any yet.
+    pub fn load_sample_seen(&self) -> Option<LoadSampleSeen> {
+        let maps = self.load_samples.as_ref()?;
+        // Written field by field on the kernel side: a reading is taken when two agree.
+        let mut last = maps.seen.get(&0, 0).ok()?;
+        for _ in 0..4 {
+            let again = maps.seen.get(&0, 0).ok()?;
+            if again == last {
+                return (last.jiffy_after != 0).then_some(last);
+            }
+            last = again;
+        }
+        None
+    }
+
+    /// Tells the kernel side when the last load sample was taken and when the next one is.
+    pub fn set_load_samples(&mut self, prev_ns: u64, next_ns: u64) -> Result<()> {
+        let Some(maps) = self.load_samples.as_mut() else {
+            return Ok(());
+        };
+        maps.at
+            .set(0, LoadSampleAt { prev_ns, next_ns }, 0)
+            .context("writing the load-sample instants")
+    }
+
+    /// Every thread as it stands, and every exit since the last call, for counting the
+    /// threads that counted toward load at a sample just past.
+    pub fn sample_readings(&mut self) -> Result<Vec<SampleReading>> {
+        let running = self.running()?;
+        let entries = self.entries()?;
+        let known: std::collections::HashSet<u32> = entries.iter().map(|&(tid, _)| tid).collect();
+        let mut out: Vec<SampleReading> = entries
+            .iter()
+            .map(|(tid, e)| SampleReading {
+                state: reading(*tid, e).state,
+                since_ns: e.since_ns,
+                woken_ns: e.woken_ns,
+                on_cpu_since: running.get(tid).copied(),
+                sample_ns: e.sample_ns,
+                sample_active: e.sample_active != 0,
+            })
+            .collect();
+        // On a CPU without an entry yet: there since it arrived.
+        for (tid, &since) in &running {
+            if !known.contains(tid) {
+                out.push(SampleReading {
+                    state: ThreadState::Runnable,
+                    since_ns: since,
+                    woken_ns: 0,
+                    on_cpu_since: Some(since),
+                    sample_ns: 0,
+                    sample_active: false,
+                });
+            }
+        }
+        out.append(&mut self.exit_samples);
         Ok(out)
     }
 
@@ -489,8 +615,8 @@ mod tests {
 
     #[test]
     fn hooks_left_out_only_where_the_accounting_survives() {
-        let optional = ["block_rq_complete", DELAYED_DEQUEUE_HOOK];
-        let all = hooks_to_attach(true, &optional, &[]);
+        let optional = ["block_rq_complete", DELAYED_DEQUEUE_HOOK, LOAD_SAMPLE_HOOK];
+        let all = hooks_to_attach(true, true, &optional, &[]);
         assert_eq!(
             all,
             [
@@ -498,15 +624,22 @@ mod tests {
                 "sched_wakeup",
                 "sched_wakeup_new",
                 DELAYED_DEQUEUE_HOOK,
-                "block_rq_complete"
+                "block_rq_complete",
+                LOAD_SAMPLE_HOOK,
             ]
         );
         // Without delayed dequeue (before 6.12) the queued-sleeper hook has nothing to do.
-        assert!(!hooks_to_attach(false, &optional, &[]).contains(&DELAYED_DEQUEUE_HOOK));
+        assert!(!hooks_to_attach(false, true, &optional, &[]).contains(&DELAYED_DEQUEUE_HOOK));
+        // Without a way to the run queue the load-sample hook has nothing to read.
+        assert!(!hooks_to_attach(true, false, &optional, &[]).contains(&LOAD_SAMPLE_HOOK));
 
-        let left_out = ["sched_wakeup".to_owned(), DELAYED_DEQUEUE_HOOK.to_owned()];
+        let left_out = [
+            "sched_wakeup".to_owned(),
+            DELAYED_DEQUEUE_HOOK.to_owned(),
+            LOAD_SAMPLE_HOOK.to_owned(),
+        ];
         check_left_out(&left_out).unwrap();
-        let lean = hooks_to_attach(true, &optional, &left_out);
+        let lean = hooks_to_attach(true, true, &optional, &left_out);
         assert_eq!(
             lean,
             ["sched_switch", "sched_wakeup_new", "block_rq_complete"]

@@ -66,9 +66,21 @@ fn short_lived_processes_all_accounted() -> Result<()> {
         on_cpu_ns / 1e6,
         seen.len() - strays.len()
     ));
+    let last = &reports.last().context("no reports")?.report;
     ensure!(
         missing == 0,
-        "{missing} of the 1000 short-lived children never appeared"
+        "{missing} of the 1000 short-lived children never appeared as lt-forkchild; {}; \
+         records lost {}, map full {}, exits deferred {}",
+        rows_of(&reports, children.difference(&seen)),
+        last.lost,
+        last.counters.map_full,
+        last.counters.ringbuf_deferred,
+    );
+    ensure!(
+        last.lost == 0,
+        "{} records lost (map full {})",
+        last.lost,
+        last.counters.map_full
     );
     ensure!(
         strays.is_empty(),
@@ -80,6 +92,32 @@ fn short_lived_processes_all_accounted() -> Result<()> {
         expected_ns,
         0.05,
     )
+}
+
+/// Where the given pids were listed under another name, report by report.
+fn rows_of<'a>(reports: &[Received], pids: impl Iterator<Item = &'a u32>) -> String {
+    let pids: BTreeSet<u32> = pids.copied().collect();
+    let rows: Vec<String> = reports
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.report
+                .processes
+                .iter()
+                .filter(|p| pids.contains(&p.pid))
+                .map(move |p| {
+                    format!(
+                        "report {i}: pid {} as {:?}, load {:.6}, switches {}+{}",
+                        p.pid, p.comm, p.load, p.voluntary_switches, p.involuntary_switches
+                    )
+                })
+        })
+        .collect();
+    if rows.is_empty() {
+        format!("pids {pids:?} in no report under any name")
+    } else {
+        rows.join("; ")
+    }
 }
 
 /// The pids listed as lt-forkchild, and their on-CPU and runnable time summed over all

@@ -45,6 +45,12 @@ impl Reconstructed {
         self.window_elapsed_ns += dt_ns;
     }
 
+    /// Folds in one of the kernel's own samples: `active` tasks counted at its instant, as
+    /// `calc_global_load` does every LOAD_FREQ.
+    pub fn fold_sample(&mut self, active: u32) {
+        self.fold(u64::from(active) * FIXED_1);
+    }
+
     fn fold(&mut self, active_fixed: u64) {
         for (load, exp) in self.fixed.iter_mut().zip(EXP) {
             let mut newload = *load * exp + active_fixed * (FIXED_1 - exp);
@@ -96,6 +102,18 @@ mod tests {
         let mut r = Reconstructed::starting_at([1.0; 3]);
         run(&mut r, 0.0, 61);
         assert_eq!(shown(r.averages()[0]), "0.37");
+    }
+
+    #[test]
+    fn samples_fold_as_the_kernel_folds_them() {
+        // A minute of samples of one busy task from idle: 1 - exp(-1), as the kernel shows.
+        let mut r = Reconstructed::starting_at([0.0; 3]);
+        for _ in 0..12 {
+            r.fold_sample(1);
+        }
+        assert_eq!(shown(r.averages()[0]), "0.63");
+        r.fold_sample(0);
+        assert!(r.averages()[0] < 0.63);
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod accounting;
 pub mod disk;
 pub mod loadavg;
 pub mod process;
+pub mod sampling;
 pub mod thread;
 pub mod verdict;

@@ -48,6 +48,9 @@ struct Load {
     reconstructed_1m: f64,
     reconstructed_5m: f64,
     reconstructed_15m: f64,
+    time_average_1m: f64,
+    time_average_5m: f64,
+    time_average_15m: f64,
 }
 
 #[derive(Serialize)]
@@ -57,6 +60,8 @@ struct CountersOut {
     switches: u64,
     unseen_handovers: u64,
     queued_unfollowed: u64,
+    load_samples_counted: u64,
+    load_samples_missed: u64,
 }
 
 #[derive(Serialize)]
@@ -151,6 +156,9 @@ pub fn render(r: &Report) -> String {
             reconstructed_1m: r.reconstructed[0],
             reconstructed_5m: r.reconstructed[1],
             reconstructed_15m: r.reconstructed[2],
+            time_average_1m: r.time_average[0],
+            time_average_5m: r.time_average[1],
+            time_average_15m: r.time_average[2],
         },
         lost: r.lost,
         counters: CountersOut {
@@ -159,6 +167,8 @@ pub fn render(r: &Report) -> String {
             switches: r.switches,
             unseen_handovers: r.unseen_handovers,
             queued_unfollowed: r.queued_unfollowed,
+            load_samples_counted: r.load_samples.0,
+            load_samples_missed: r.load_samples.1,
         },
         verdict: r.verdict,
         programs: r.program_costs.map(|costs| {

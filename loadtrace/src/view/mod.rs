@@ -16,7 +16,14 @@ pub struct Report<'a> {
     pub kernel: &'a str,
     pub loadavg: [f64; 3],
     pub summary: &'a IntervalSummary,
+    /// The kernel's recurrence fed with loadtrace's counts at the kernel's own sample
+    /// instants, once they are followed; until then (or where they cannot be) with
+    /// `time_average`.
     pub reconstructed: [f64; 3],
+    /// The same recurrence fed with the time-average count of every 5 s.
+    pub time_average: [f64; 3],
+    /// The kernel's samples counted, and those missed (folded with the time average).
+    pub load_samples: (u64, u64),
     /// Totals never delivered, cumulative.
     pub lost: u64,
     /// Exits delivered late (ring buffer full), cumulative; not lost.

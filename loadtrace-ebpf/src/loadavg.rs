@@ -1,0 +1,85 @@
+//! The kernel's load-average samples. Every LOAD_FREQ (5 s and a tick) each CPU's tick counts
+//! its run queue's running and uninterruptible tasks and moves the queue's `calc_load_update`
+//! on to the jiffy of the next sample. A timer interrupt that ends with that jiffy moved is
+//! one that took a sample: its time is handed to userspace, which works out when the next
+//! samples fall and tells the other hooks (`LOAD_SAMPLE_AT`), so that every thread's state
+//! at those instants can be counted as the kernel counts it.
+//!
+//! Timer interrupts are a few hundred per second per CPU, whatever the switch rate: this hook
+//! costs nothing on the scheduler's paths.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+
+use crate::maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, layout};
+
+/// `hrtimer_expire_exit(struct hrtimer *)`: a timer's handler has run; the tick's is where
+/// the kernel samples.
+#[btf_tracepoint(function = "hrtimer_expire_exit")]
+#[inline(always)]
+pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
+    let Some(counters) = counters() else {
+        return 0;
+    };
+    let Some(jiffy) = calc_load_update() else {
+        return 0;
+    };
+    let before = counters.calc_load_update;
+    if jiffy == before {
+        return 0;
+    }
+    counters.calc_load_update = jiffy;
+    // 0: the first look on this CPU, which says nothing of when the jiffy moved.
+    if before == 0 {
+        return 0;
+    }
+    let Some(seen) = LOAD_SAMPLE_SEEN.get_ptr_mut(0) else {
+        return 0;
+    };
+    let seen = unsafe { &mut *seen };
+    // Another CPU saw this sample first (the CPUs' ticks take it within a tick of each
+    // other; one back from idle catches up later still).
+    if jiffy <= seen.jiffy_after {
+        return 0;
+    }
+    seen.jiffy_before = before;
+    seen.jiffy_after = jiffy;
+    seen.seen_ns = unsafe { bpf_ktime_get_ns() };
+    0
+}
+
+/// The current CPU's `rq->calc_load_update`, reached through the current task's fair-class
+/// run queue (every task has one, whatever its class; the idle task too).
+#[inline(always)]
+fn calc_load_update() -> Option<u64> {
+    let l = layout();
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let cfs_rq: u64 =
+        unsafe { bpf_probe_read_kernel(task.wrapping_add(l.cfs_rq_offset as usize) as *const u64) }
+            .ok()?;
+    let rq: u64 = unsafe {
+        bpf_probe_read_kernel(
+            (cfs_rq as *const u8).wrapping_add(l.cfs_rq_rq_offset as usize) as *const u64,
+        )
+    }
+    .ok()?;
+    unsafe {
+        bpf_probe_read_kernel(
+            (rq as *const u8).wrapping_add(l.rq_calc_load_update_offset as usize) as *const u64,
+        )
+    }
+    .ok()
+}
+
+/// The latest load sample at or before `now`, as userspace has placed them (0: none known).
+#[inline(always)]
+pub fn latest_sample(now: u64) -> u64 {
+    match LOAD_SAMPLE_AT.get(0) {
+        Some(at) if at.next_ns != 0 && now >= at.next_ns => at.next_ns,
+        Some(at) => at.prev_ns,
+        None => 0,
+    }
+}

@@ -1,0 +1,122 @@
+//! Following the kernel's load samples: learns when they fall from the kernel side, tells the
+//! kernel side the next instant, counts the threads that counted toward load at each one,
+//! and folds that count into averages as the kernel folds its own.
+
+use anyhow::Result;
+
+use crate::{
+    model::{
+        loadavg::Reconstructed,
+        sampling::{SampleClock, count_at},
+    },
+    procfs,
+    tracer::{Tracer, monotonic_ns},
+};
+
+/// How far ahead of a sample the kernel side must know of it.
+const LEAD_NS: u64 = 20_000_000;
+/// How long after a sample its count is taken: the kernel side needs none (it tags whatever
+/// it closes from the instant on); this leaves room for the timer's slack.
+pub const MARGIN_NS: u64 = 5_000_000;
+
+#[derive(Default)]
+pub struct LoadSamples {
+    followed: bool,
+    clock: SampleClock,
+    /// Started from /proc/loadavg right after one of the kernel's folds; `None` until then.
+    averages: Option<Reconstructed>,
+    /// The sample instant the kernel side was last told of, still to be counted.
+    next_ns: Option<u64>,
+    /// Samples counted, and samples passed while loadtrace could not count them in time
+    /// (folded with the latest time-average count instead).
+    pub counted: u64,
+    pub late: u64,
+    /// The latest interval's time-average count, for a late sample.
+    fallback: f64,
+}
+
+impl LoadSamples {
+    pub fn new(followed: bool) -> Self {
+        Self {
+            followed,
+            ..Self::default()
+        }
+    }
+
+    /// The averages fed with samples, once they are.
+    pub fn averages(&self) -> Option<[f64; 3]> {
+        self.averages.as_ref().map(Reconstructed::averages)
+    }
+
+    /// When the next count is due (CLOCK_MONOTONIC ns).
+    pub fn due_ns(&self) -> Option<u64> {
+        self.next_ns.map(|t| t + MARGIN_NS)
+    }
+
+    pub fn set_fallback(&mut self, active: f64) {
+        self.fallback = active;
+    }
+
+    /// Learns from the latest sample the kernel side saw, and once the instants are known,
+    /// tells it the next one.
+    pub fn poll(&mut self, tracer: &mut Tracer) -> Result<()> {
+        if !self.followed {
+            return Ok(());
+        }
+        if let Some(seen) = tracer.load_sample_seen() {
+            self.clock.observe(&seen);
+        }
+        if self.next_ns.is_some() {
+            return Ok(());
+        }
+        let (Some(period), now) = (self.clock.period_ns(), monotonic_ns()) else {
+            return Ok(());
+        };
+        let Some(next) = self.clock.next_after(now + LEAD_NS) else {
+            return Ok(());
+        };
+        if self.averages.is_none() {
+            // Started from the kernel's figures, they must already hold the sample before
+            // `next`: folded 10 ticks after it.
+            let prev = next.saturating_sub(period);
+            if now < prev + self.clock.fold_delay_ns() + MARGIN_NS {
+                return Ok(());
+            }
+            self.averages = Some(Reconstructed::starting_at(procfs::loadavg()?));
+        }
+        tracer.set_load_samples(0, next)?;
+        self.next_ns = Some(next);
+        Ok(())
+    }
+
+    /// Counts the threads that counted toward load at the sample just past, folds the
+    /// count in, and tells the kernel side the next instant.
+    pub fn count(&mut self, tracer: &mut Tracer) -> Result<()> {
+        let (Some(t), Some(period)) = (self.next_ns, self.clock.period_ns()) else {
+            return Ok(());
+        };
+        let readings = tracer.sample_readings()?;
+        let now = monotonic_ns();
+        let Some(averages) = self.averages.as_mut() else {
+            return Ok(());
+        };
+        let next = self.clock.next_after(now.max(t) + LEAD_NS);
+        // Every sample from `t` up to the next one the kernel side can still be told of.
+        let mut passed = next.map_or(1, |n| ((n - t) / period).max(1));
+        if now < t + period {
+            averages.fold_sample(count_at(&readings, t));
+            self.counted += 1;
+            passed -= 1;
+        }
+        // Too late for these: the kernel side has tagged later samples over their tags.
+        for _ in 0..passed {
+            averages.fold_sample(self.fallback.round() as u32);
+        }
+        self.late += passed;
+        if let Some(next) = next {
+            tracer.set_load_samples(t, next)?;
+        }
+        self.next_ns = next;
+        Ok(())
+    }
+}
