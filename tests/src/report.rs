@@ -38,9 +38,13 @@ pub struct Load {
     pub other_d: f64,
     /// Asleep, yet counted as running by the kernel (6.12+ delayed dequeue).
     pub queued_asleep: f64,
+    /// The kernel's recurrence fed with loadtrace's counts at the kernel's sample instants
+    /// (the time average until those are followed).
     pub reconstructed_1m: f64,
     pub reconstructed_5m: f64,
     pub reconstructed_15m: f64,
+    /// The same recurrence fed with the time-average count.
+    pub time_average_1m: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -52,6 +56,9 @@ pub struct Counters {
     /// Times a CPU's next switch named an outgoing thread other than the one seen coming
     /// in: a handover the kernel made without a switch event (cumulative).
     pub unseen_handovers: u64,
+    /// The kernel's load samples loadtrace counted, and those it missed (cumulative).
+    pub load_samples_counted: u64,
+    pub load_samples_missed: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -273,8 +280,10 @@ mod tests {
                     "loadavg": [0, 0, 0], "lost": 0,
                     "load": {{"total": 1, "runnable": 0.1, "on_cpu": 0.1, "runqueue": 0,
                         "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1,
-                        "queued_asleep": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0}},
-                    "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0}},
+                        "queued_asleep": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0,
+                        "time_average_1m": 0}},
+                    "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0,
+                        "load_samples_counted": 0, "load_samples_missed": 0}},
                     "processes": [{}]}}"#,
                 process_json(&disk_json(ops, avg))
             );

@@ -246,38 +246,85 @@ fn check_runnable(tid: u32, traced_ns: u64, kernel_ns: u64) -> Result<()> {
     Ok(())
 }
 
+/// The reconstructed 1-minute average against /proc/loadavg where the kernel's own samples
+/// swing most: a fork storm, whose short-lived children are there at one sample and gone at
+/// the next, beside a spinning thread. Fed with loadtrace's counts at the kernel's sample
+/// instants, the recurrence must follow the kernel's figure report by report; fed with the
+/// time average it would be off by the sampling noise (shown, not checked).
 #[test]
 fn reconstructed_load_tracks_kernel() -> Result<()> {
     if !require_root() {
         return Ok(());
     }
-    let _spinner = Workload::spawn(&workload_bin!(), &["spin", "--threads", "3", "--secs", "0"])?;
-    let loadtrace = Loadtrace::start(Options::every(5).duration(130))?;
+    let _spinner = Workload::spawn(&workload_bin!(), &["spin", "--threads", "1", "--secs", "0"])?;
+    let iters = child_iters().to_string();
+    let _forks = Workload::spawn(
+        &workload_bin!(),
+        &["forks", "--count", "100000000", "--child-iters", &iters],
+    )?;
+    let loadtrace = Loadtrace::start(Options::every(1).top(1).duration(70))?;
     let reports = loadtrace.wait_exit()?;
     let last = &reports.last().context("no report")?.report;
-    let (reconstructed, kernel) = (last.load.reconstructed_1m, last.loadavg[0]);
+    // From the first report after a counted sample: before it, the time average stands in.
+    let sampled: Vec<&Received> = reports
+        .iter()
+        .filter(|r| r.report.counters.load_samples_counted > 0)
+        .collect();
+    let mean_abs = |f: &dyn Fn(&Received) -> f64| {
+        sampled
+            .iter()
+            .map(|r| (f(r) - r.report.loadavg[0]).abs())
+            .sum::<f64>()
+            / sampled.len().max(1) as f64
+    };
+    let kernel_mean =
+        sampled.iter().map(|r| r.report.loadavg[0]).sum::<f64>() / sampled.len().max(1) as f64;
+    let sampled_err = mean_abs(&|r| r.report.load.reconstructed_1m);
+    let time_average_err = mean_abs(&|r| r.report.load.time_average_1m);
     note(&format!(
-        "1-minute load after {} reports: reconstructed {reconstructed:.2}, kernel {kernel:.2}",
-        reports.len()
+        "1-minute load over {} reports: kernel mean {kernel_mean:.3}; mean absolute difference \
+         {sampled_err:.4} from samples, {time_average_err:.4} from the time average; {} samples \
+         counted, {} missed",
+        sampled.len(),
+        last.counters.load_samples_counted,
+        last.counters.load_samples_missed
     ));
     ensure!(
-        reports.len() >= 20,
-        "only {} reports in 130 s at 5 s intervals",
-        reports.len()
+        last.counters.load_samples_counted >= 10,
+        "only {} of the kernel's load samples counted in 70 s",
+        last.counters.load_samples_counted
     );
-    check::near_fraction("reconstructed_1m", reconstructed, kernel, 0.10)
-        .with_context(|| trajectory(&reports))
+    ensure!(
+        last.counters.load_samples_missed == 0,
+        "{} load samples missed",
+        last.counters.load_samples_missed
+    );
+    // Issue 5's target, 5%, and /proc/loadavg's two decimals. Where CPUs take their samples
+    // a tick apart, a thread counted on the wrong side of one moves the average by 0.08 for
+    // a minute.
+    check::near(
+        "mean absolute difference from /proc/loadavg's 1-minute average",
+        sampled_err,
+        0.0,
+        0.01 + 0.05 * kernel_mean,
+    )
+    .with_context(|| trajectory(&reports))
 }
 
 /// Every report's load, reconstruction and kernel average: where they parted shows
 /// whether the window averages or the recurrence went wrong.
 fn trajectory(reports: &[Received]) -> String {
-    let mut lines = vec!["interval_s  total  reconstructed_1m  loadavg_1m".to_string()];
+    let mut lines =
+        vec!["interval_s  total  reconstructed_1m  time_average_1m  loadavg_1m".to_string()];
     for r in reports {
         let (report, load) = (&r.report, &r.report.load);
         lines.push(format!(
-            "{:10.3}  {:5.2}  {:16.2}  {:10.2}",
-            report.interval_s, load.total, load.reconstructed_1m, report.loadavg[0]
+            "{:10.3}  {:5.2}  {:16.3}  {:15.3}  {:10.2}",
+            report.interval_s,
+            load.total,
+            load.reconstructed_1m,
+            load.time_average_1m,
+            report.loadavg[0]
         ));
     }
     lines.join("\n")
