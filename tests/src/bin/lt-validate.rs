@@ -479,19 +479,37 @@ fn run_queue_row(start: &Received, span: &[Received], rows: &mut Vec<Row>) -> Re
 }
 
 /// The reconstructed 1- and 5-minute averages against /proc/loadavg, report by report:
-/// their means, and the mean absolute difference as the error.
+/// their means, and the mean absolute difference as the error. Also the 1-minute average
+/// fed with the time-average count instead of the counts at the kernel's sample instants,
+/// to show what following those instants is worth.
 fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
     let n = span.len() as f64;
     type Pick = fn(&Received) -> (f64, f64);
-    let pairs: [(&str, Pick); 2] = [
+    let pairs: [(&str, Pick); 3] = [
         ("1-minute", |r| {
             (r.report.load.reconstructed_1m, r.report.loadavg[0])
         }),
         ("5-minute", |r| {
             (r.report.load.reconstructed_5m, r.report.loadavg[1])
         }),
+        (
+            "1-minute (fed with the time average, not the samples)",
+            |r| (r.report.load.time_average_1m, r.report.loadavg[0]),
+        ),
     ];
+    let samples = span.last().map_or(String::new(), |r| {
+        let c = &r.report.counters;
+        format!(
+            "; loadtrace counted {} of the kernel's samples since it started, missed {}",
+            c.load_samples_counted, c.load_samples_missed
+        )
+    });
     for (label, pick) in pairs {
+        let counted = if label == "1-minute" {
+            samples.as_str()
+        } else {
+            ""
+        };
         let (mut traced, mut kernel, mut abs_diff) = (0.0, 0.0, 0.0);
         for (t, k) in span.iter().map(pick) {
             traced += t / n;
@@ -500,7 +518,8 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
         }
         rows.push(Row {
             what: format!(
-                "{label} load average{qualifier} (means over {} reports; error: mean absolute difference)",
+                "{label} load average{qualifier} (means over {} reports; error: mean absolute \
+                 difference{counted})",
                 span.len()
             ),
             traced,
