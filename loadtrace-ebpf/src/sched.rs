@@ -22,7 +22,7 @@
 //! resolved from the running kernel's BTF and handed over as read-only globals.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -84,9 +84,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     counters.last_switch_ns = now;
     counters.curr_tid = u64::from(read_u32(next, l.pid_offset));
 
-    // prev is still current here; tid 0 is a CPU's idle task, which is never load.
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let prev_tid = pid_tgid as u32;
+    // Read from prev like next (a typed pointer, no helper call); tid 0 is a CPU's idle
+    // task, which is never load.
+    let prev_tid = read_u32(prev, l.pid_offset);
     // UNKNOWN_TID: tracing began while this CPU ran someone; `arrived` is that moment.
     let unseen = last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0;
     if unseen {
@@ -96,7 +96,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         let departure = Departure {
             task: prev,
             tid: prev_tid,
-            tgid: (pid_tgid >> 32) as u32,
+            tgid: read_u32(prev, l.tgid_offset),
             arrived,
             unseen,
             now,
