@@ -43,13 +43,14 @@ pub const LOAD_SAMPLE_HOOK: &str = "hrtimer_expire_exit";
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
 
-/// Each scheduler hook's empty stand-in (`--empty-programs`): the cost of running any
-/// program there.
+/// Each scheduler and timer hook's empty stand-in (`--empty-programs`): the cost of running
+/// any program there.
 const EMPTY_PROGRAMS: &[(&str, &str)] = &[
     ("sched_switch", "empty_sched_switch"),
     ("sched_wakeup", "empty_sched_wakeup"),
     ("sched_wakeup_new", "empty_sched_wakeup_new"),
     (DELAYED_DEQUEUE_HOOK, "empty_sched_update_nr_running_tp"),
+    (LOAD_SAMPLE_HOOK, "empty_hrtimer_expire_exit"),
 ];
 
 /// The program to attach to each hook: its own, or with `empty`, its empty stand-in (hooks
@@ -240,7 +241,8 @@ impl Tracer {
         let tasks_fd = raw_fd(&tasks_map)?;
         let io_map = take(&mut ebpf, "IO_TOTALS")?;
         let io_totals_fd = raw_fd(&io_map)?;
-        let load_samples = if programs.iter().any(|&(hook, _)| hook == LOAD_SAMPLE_HOOK) {
+        // Its own program, not an empty stand-in.
+        let load_samples = if programs.iter().any(|&(_, name)| name == LOAD_SAMPLE_HOOK) {
             Some(LoadSampleMaps {
                 at: take(&mut ebpf, "LOAD_SAMPLE_AT")?.try_into()?,
                 seen: take(&mut ebpf, "LOAD_SAMPLE_SEEN")?.try_into()?,
@@ -597,6 +599,7 @@ mod tests {
             "sched_wakeup",
             "sched_wakeup_new",
             DELAYED_DEQUEUE_HOOK,
+            LOAD_SAMPLE_HOOK,
             "block_rq_complete",
         ];
         let own = programs_for(&hooks, false);
@@ -604,7 +607,7 @@ mod tests {
         assert_eq!(own.len(), hooks.len());
         let empty = programs_for(&hooks, true);
         let covered: Vec<&str> = empty.iter().map(|&(hook, _)| hook).collect();
-        assert_eq!(covered, hooks[..4]);
+        assert_eq!(covered, hooks[..5]);
         // The kernel-side functions are named after their hooks.
         assert!(
             empty

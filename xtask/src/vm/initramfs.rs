@@ -193,6 +193,15 @@ export LOADTRACE_BIN=/bin/loadtrace LT_WORKLOAD_BIN=/bin/lt-workload
 # A failing test's backtrace is the only debugging aid a VM run leaves behind.
 export RUST_BACKTRACE=1
 
+# QEMU TCG can run a stale translation of a tracepoint site the kernel has just patched: an
+# int3 Oops at such a site (6.12, in enqueue_task_fair and dequeue_entities) while tests
+# attached and detached programs, twice in some ten runs. Empty programs held on loadtrace's
+# hooks for the guest's whole life keep those tracepoints enabled, so no later attach or
+# detach patches kernel text there.
+/bin/loadtrace --empty-programs --interval 86400 > /dev/null 2>&1 &
+sleep 3
+kill -0 $! || fail "holding the tracepoints with empty programs"
+
 status=0
 run_test() {
     echo "LOADTRACE-VM: ==== running $1"
