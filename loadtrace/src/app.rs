@@ -87,7 +87,7 @@ pub async fn run(args: Args) -> Result<()> {
     let cpus = procfs::online_cpus();
     let kernel = procfs::kernel_release();
     let mut reconstructed = Reconstructed::starting_at(procfs::loadavg()?);
-    let mut samples = LoadSamples::new(tracer.follows_load_samples());
+    let mut samples = LoadSamples::default();
     let mut accountant = Accountant::default();
     let mut disk_accountant = DiskAccountant::default();
     let mut devices = procfs::DeviceNames::default();

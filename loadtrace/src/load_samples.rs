@@ -21,7 +21,6 @@ pub const MARGIN_NS: u64 = 5_000_000;
 
 #[derive(Default)]
 pub struct LoadSamples {
-    followed: bool,
     clock: SampleClock,
     /// Started from /proc/loadavg right after one of the kernel's folds; `None` until then.
     averages: Option<Reconstructed>,
@@ -36,13 +35,6 @@ pub struct LoadSamples {
 }
 
 impl LoadSamples {
-    pub fn new(followed: bool) -> Self {
-        Self {
-            followed,
-            ..Self::default()
-        }
-    }
-
     /// The averages fed with samples, once they are.
     pub fn averages(&self) -> Option<[f64; 3]> {
         self.averages.as_ref().map(Reconstructed::averages)
@@ -58,11 +50,8 @@ impl LoadSamples {
     }
 
     /// Learns from the latest sample the kernel side saw, and once the instants are known,
-    /// tells it the next one.
+    /// tells it the next one. Nothing is ever seen where the samples are not followed.
     pub fn poll(&mut self, tracer: &mut Tracer) -> Result<()> {
-        if !self.followed {
-            return Ok(());
-        }
         if let Some(seen) = tracer.load_sample_seen() {
             self.clock.observe(&seen);
         }
@@ -95,11 +84,12 @@ impl LoadSamples {
         let (Some(t), Some(period)) = (self.next_ns, self.clock.period_ns()) else {
             return Ok(());
         };
-        let readings = tracer.sample_readings()?;
-        let now = monotonic_ns();
+        // Set before any instant is handed over (see `poll`).
         let Some(averages) = self.averages.as_mut() else {
             return Ok(());
         };
+        let readings = tracer.sample_readings()?;
+        let now = monotonic_ns();
         let next = self.clock.next_after(now.max(t) + LEAD_NS);
         // Every sample from `t` up to the next one the kernel side can still be told of.
         let mut passed = next.map_or(1, |n| ((n - t) / period).max(1));

@@ -385,11 +385,6 @@ impl Tracer {
             .collect())
     }
 
-    /// Whether the kernel's load samples are followed (the timer hook is attached).
-    pub fn follows_load_samples(&self) -> bool {
-        self.load_samples.is_some()
-    }
-
     /// The latest load sample a CPU was seen taking, if any yet.
     pub fn load_sample_seen(&self) -> Option<LoadSampleSeen> {
         let maps = self.load_samples.as_ref()?;
@@ -424,7 +419,7 @@ impl Tracer {
         let mut out: Vec<SampleReading> = entries
             .iter()
             .map(|(tid, e)| SampleReading {
-                state: reading(*tid, e).state,
+                state: thread_state(e),
                 since_ns: e.since_ns,
                 woken_ns: e.woken_ns,
                 on_cpu_since: running.get(tid).copied(),
@@ -561,8 +556,8 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
         .ok_or_else(|| anyhow!("map {name} missing from the object"))
 }
 
-fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
-    let state = match e.state {
+fn thread_state(e: &TaskEntry) -> ThreadState {
+    match e.state {
         state::RUNNABLE => ThreadState::Runnable,
         state::UNINTERRUPTIBLE => ThreadState::Uninterruptible {
             iowait: e.iowait != 0,
@@ -570,7 +565,11 @@ fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
         state::DEAD => ThreadState::Exited,
         state::QUEUED_ASLEEP => ThreadState::QueuedAsleep,
         _ => ThreadState::Sleeping,
-    };
+    }
+}
+
+fn reading(tid: u32, e: &TaskEntry) -> ThreadReading {
+    let state = thread_state(e);
     ThreadReading {
         tid,
         tgid: e.tgid,
