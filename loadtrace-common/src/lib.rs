@@ -116,11 +116,22 @@ pub struct ExitRecord {
 /// [`LoadSampleSeen`]: the one just past and the next one (CLOCK_MONOTONIC ns, 0: not
 /// known). The kernel side tags each interval it closes across a sample with the thread's
 /// state at that instant.
+///
+/// Each CPU counts its own run queue at its own tick, the first at `next_ns`, a CPU that
+/// missed that jiffy's update a tick later. From `next_ns` until the kernel folds the counts
+/// (`fold_ns`) the kernel side notes every change to a run queue that has not counted yet
+/// for `next_jiffy` ([`Counters::fold_lag`]): the kernel's sample holds those changes, and a
+/// count of every thread at `next_ns` does not.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadSampleAt {
     pub prev_ns: u64,
     pub next_ns: u64,
+    /// The jiffy of the sample at `next_ns`: a run queue whose `calc_load_update` is still at
+    /// or before it has not counted yet.
+    pub next_jiffy: u64,
+    /// When the kernel folds the CPUs' counts of that sample (10 ticks after it).
+    pub fold_ns: u64,
 }
 
 /// The latest load sample the kernel side saw a CPU take: the CPU's run queue moved its
@@ -170,6 +181,11 @@ pub struct Counters {
     pub delayed_unfollowed: u64,
     /// This CPU's run queue's `calc_load_update` when last looked at.
     pub calc_load_update: u64,
+    /// Changes to `nr_running + nr_uninterruptible`, made by this CPU on run queues that had
+    /// not yet counted for sample `fold_lag_jiffy`, from that sample's instant on (see
+    /// [`LoadSampleAt`]). Signed.
+    pub fold_lag_jiffy: u64,
+    pub fold_lag: i64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -342,6 +358,9 @@ pub struct TaskLayout {
     pub cfs_rq_offset: u32,
     pub cfs_rq_rq_offset: u32,
     pub rq_calc_load_update_offset: u32,
+    /// `nohz_tick_stopped` in `rq` (0: absent): a CPU whose tick stopped in idle counted its
+    /// run queue when it stopped, and will not count it again for this sample.
+    pub rq_nohz_tick_stopped_offset: u32,
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
+use loadtrace_common::Counters;
+
 use crate::maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, layout};
 
 /// `hrtimer_expire_exit(struct hrtimer *)`: a timer's handler has run; the tick's is where
@@ -51,27 +53,61 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// The current CPU's `rq->calc_load_update`, reached through the current task's fair-class
-/// run queue (every task has one, whatever its class; the idle task too).
+/// The current CPU's `rq->calc_load_update`.
 #[inline(always)]
 fn calc_load_update() -> Option<u64> {
-    let l = layout();
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let cfs_rq: u64 =
-        unsafe { bpf_probe_read_kernel(task.wrapping_add(l.cfs_rq_offset as usize) as *const u64) }
-            .ok()?;
-    let rq: u64 = unsafe {
-        bpf_probe_read_kernel(
-            (cfs_rq as *const u8).wrapping_add(l.cfs_rq_rq_offset as usize) as *const u64,
-        )
+    read_at(run_queue(task)?, layout().rq_calc_load_update_offset)
+}
+
+/// A task's run queue, reached through its fair-class run queue (every task has one,
+/// whatever its class; the idle task too).
+#[inline(always)]
+fn run_queue(task: *const u8) -> Option<*const u8> {
+    let l = layout();
+    let cfs_rq: u64 = read_at(task, l.cfs_rq_offset)?;
+    let rq: u64 = read_at(cfs_rq as *const u8, l.cfs_rq_rq_offset)?;
+    Some(rq as *const u8)
+}
+
+#[inline(always)]
+fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
+}
+
+/// Notes a change of `delta` to the load count of `task`'s run queue (+1: it joined
+/// `nr_running` from a sleep that does not count; -1: it left for one) when that queue has
+/// not yet counted for a sample already past: the kernel's sample holds the change, a count
+/// of every thread at the sample's instant does not. Outside the few ticks after a sample
+/// this is one map read and a comparison.
+#[inline(always)]
+pub fn note_fold_lag(task: *const u8, now: u64, delta: i64, counters: &mut Counters) {
+    let Some(at) = LOAD_SAMPLE_AT.get(0) else {
+        return;
+    };
+    if at.next_ns == 0 || now < at.next_ns || now >= at.fold_ns {
+        return;
     }
-    .ok()?;
-    unsafe {
-        bpf_probe_read_kernel(
-            (rq as *const u8).wrapping_add(l.rq_calc_load_update_offset as usize) as *const u64,
-        )
+    let l = layout();
+    let Some(rq) = run_queue(task) else {
+        return;
+    };
+    match read_at::<u64>(rq, l.rq_calc_load_update_offset) {
+        Some(jiffy) if jiffy <= at.next_jiffy => {}
+        _ => return,
     }
-    .ok()
+    // Stopped in idle before the sample: counted when its tick stopped, and skips this sample
+    // when it wakes (the kernel moves its jiffy on without counting).
+    if l.rq_nohz_tick_stopped_offset != 0
+        && read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) != 0
+    {
+        return;
+    }
+    if counters.fold_lag_jiffy != at.next_jiffy {
+        counters.fold_lag_jiffy = at.next_jiffy;
+        counters.fold_lag = 0;
+    }
+    counters.fold_lag += delta;
 }
 
 /// The latest load sample at or before `now`, as userspace has placed them (0: none known).

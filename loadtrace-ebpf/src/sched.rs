@@ -33,7 +33,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::latest_sample,
+    loadavg::{latest_sample, note_fold_lag},
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -202,6 +202,7 @@ fn settle_delayed(counters: &mut Counters, now: u64) {
             && e.state == QUEUED_ASLEEP
             && e.woken_ns <= e.since_ns
         {
+            note_fold_lag(task, now, -1, counters);
             begin_update(e);
             // Queued, so load, at a sample taken meanwhile.
             let sample = latest_sample(now);
@@ -234,6 +235,10 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     // An exiting thread is never left queued (TASK_DEAD is a special state to the kernel).
     if next_state == SLEEPING && d.prev_state & TASK_DEAD == 0 && stays_queued(d, counters) {
         next_state = QUEUED_ASLEEP;
+    }
+    // Out of the run queue's count (a D sleep moves it to `nr_uninterruptible`: no change).
+    if next_state == SLEEPING {
+        note_fold_lag(prev, d.now, -1, counters);
     }
     let Some(e) = lookup(d.tid) else {
         if d.prev_state & TASK_DEAD != 0 {
@@ -365,12 +370,23 @@ pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
-    if let Some(e) = lookup(read_u32(task, l.pid_offset))
-        && asleep(e.state)
-        && e.woken_ns <= e.since_ns
-    {
+    let Some(e) = lookup(read_u32(task, l.pid_offset)) else {
+        // Asleep since before tracing began: into the count of the queue it joins.
+        if let Some(counters) = counters() {
+            note_fold_lag(task, unsafe { bpf_ktime_get_ns() }, 1, counters);
+        }
+        return 0;
+    };
+    if asleep(e.state) && e.woken_ns <= e.since_ns {
+        let now = unsafe { bpf_ktime_get_ns() };
+        // From a D sleep it was in the count already; a queued sleeper never left it.
+        if e.state == SLEEPING
+            && let Some(counters) = counters()
+        {
+            note_fold_lag(task, now, 1, counters);
+        }
         begin_update(e);
-        e.woken_ns = unsafe { bpf_ktime_get_ns() };
+        e.woken_ns = now;
         end_update(e);
     }
     0
@@ -392,6 +408,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     if tid == 0 {
         return 0;
     }
+    note_fold_lag(task, now, 1, counters);
     let entry = TaskEntry {
         run_delay_ns: read_u64(task, l.run_delay_offset),
         sum_exec_ns: read_u64(task, l.sum_exec_offset),

@@ -3,11 +3,12 @@
 //! and folds that count into averages as the kernel folds its own.
 
 use anyhow::Result;
+use loadtrace_common::LoadSampleAt;
 
 use crate::{
     model::{
         loadavg::Reconstructed,
-        sampling::{SampleClock, count_at},
+        sampling::{SampleClock, count_at, kernel_sample},
     },
     procfs,
     tracer::{Tracer, monotonic_ns},
@@ -15,9 +16,9 @@ use crate::{
 
 /// How far ahead of a sample the kernel side must know of it.
 const LEAD_NS: u64 = 20_000_000;
-/// How long after a sample its count is taken: the kernel side needs none (it tags whatever
-/// it closes from the instant on); this leaves room for the timer's slack.
-pub const MARGIN_NS: u64 = 5_000_000;
+/// How long after the kernel folds a sample its count is taken: until the fold the kernel
+/// side still notes changes on CPUs that count late; this leaves room for the timer's slack.
+const MARGIN_NS: u64 = 5_000_000;
 
 #[derive(Default)]
 pub struct LoadSamples {
@@ -42,7 +43,18 @@ impl LoadSamples {
 
     /// When the next count is due (CLOCK_MONOTONIC ns).
     pub fn due_ns(&self) -> Option<u64> {
-        self.next_ns.map(|t| t + MARGIN_NS)
+        self.next_ns
+            .map(|t| t + self.clock.fold_delay_ns() + MARGIN_NS)
+    }
+
+    /// What the kernel side is told: the sample just past, and the next one.
+    fn instants(&self, prev_ns: u64, next_ns: u64) -> LoadSampleAt {
+        LoadSampleAt {
+            prev_ns,
+            next_ns,
+            next_jiffy: self.clock.jiffy_of(next_ns).unwrap_or(0),
+            fold_ns: next_ns + self.clock.fold_delay_ns(),
+        }
     }
 
     pub fn set_fallback(&mut self, active: f64) {
@@ -73,7 +85,7 @@ impl LoadSamples {
             }
             self.averages = Some(Reconstructed::starting_at(procfs::loadavg()?));
         }
-        tracer.set_load_samples(0, next)?;
+        tracer.set_load_samples(self.instants(0, next))?;
         self.next_ns = Some(next);
         Ok(())
     }
@@ -94,7 +106,12 @@ impl LoadSamples {
         // Every sample from `t` up to the next one the kernel side can still be told of.
         let mut passed = next.map_or(1, |n| ((n - t) / period).max(1));
         if now < t + period {
-            averages.fold_sample(count_at(&readings, t));
+            let count = count_at(&readings, t);
+            let lag = match self.clock.jiffy_of(t) {
+                Some(jiffy) => tracer.fold_lag(jiffy)?,
+                None => 0,
+            };
+            averages.fold_sample(kernel_sample(count, lag));
             self.counted += 1;
             passed -= 1;
         }
@@ -104,7 +121,7 @@ impl LoadSamples {
         }
         self.late += passed;
         if let Some(next) = next {
-            tracer.set_load_samples(t, next)?;
+            tracer.set_load_samples(self.instants(t, next))?;
         }
         self.next_ns = next;
         Ok(())

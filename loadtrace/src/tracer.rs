@@ -401,13 +401,27 @@ impl Tracer {
     }
 
     /// Tells the kernel side when the last load sample was taken and when the next one is.
-    pub fn set_load_samples(&mut self, prev_ns: u64, next_ns: u64) -> Result<()> {
+    pub fn set_load_samples(&mut self, at: LoadSampleAt) -> Result<()> {
         let Some(maps) = self.load_samples.as_mut() else {
             return Ok(());
         };
         maps.at
-            .set(0, LoadSampleAt { prev_ns, next_ns }, 0)
+            .set(0, at, 0)
             .context("writing the load-sample instants")
+    }
+
+    /// The changes the CPUs made, after the sample of `jiffy`, to run queues that had not yet
+    /// counted for it (see [`LoadSampleAt`]).
+    pub fn fold_lag(&self, jiffy: u64) -> Result<i64> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .context("reading the per-CPU slots")?;
+        Ok(per_cpu
+            .iter()
+            .filter(|c| c.fold_lag_jiffy == jiffy)
+            .map(|c| c.fold_lag)
+            .sum())
     }
 
     /// Every thread as it stands, and every exit since the last call, for counting the

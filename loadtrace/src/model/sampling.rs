@@ -70,6 +70,14 @@ impl SampleClock {
     pub fn fold_delay_ns(&self) -> u64 {
         10 * self.tick_ns
     }
+
+    /// The jiffy of the sample instant `t` (one `next_after` gave), once the grid is known.
+    pub fn jiffy_of(&self, t: u64) -> Option<u64> {
+        let offset = self.offset?;
+        let tick = i128::from(self.tick_ns);
+        let jiffies = (i128::from(t) - offset + tick / 2).div_euclid(tick);
+        u64::try_from(jiffies).ok()
+    }
 }
 
 /// A thread as read right after a sample, for deciding whether it counted then.
@@ -120,6 +128,12 @@ pub fn count_at<'a>(readings: impl IntoIterator<Item = &'a SampleReading>, t: u6
     readings.into_iter().filter(|r| r.active_at(t)).count() as u32
 }
 
+/// The kernel's sample: the count of every thread at the sample's instant, plus the changes
+/// made after it to run queues whose CPU counted later (`fold_lag`, summed over CPUs).
+pub fn kernel_sample(count: u32, fold_lag: i64) -> u32 {
+    u32::try_from((i64::from(count) + fold_lag).max(0)).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +177,17 @@ mod tests {
         let t = tick_of(13_753) + 5_000;
         assert_eq!(c.next_after(t), Some(t + 1251 * TICK));
         assert_eq!(c.next_after(t - 1), Some(t));
+        // Each instant is its own jiffy's.
+        assert_eq!(c.jiffy_of(t), Some(13_753));
+        assert_eq!(c.jiffy_of(t + 1251 * TICK), Some(15_004));
+    }
+
+    #[test]
+    fn changes_on_queues_that_counted_late_adjust_the_count() {
+        assert_eq!(kernel_sample(3, 0), 3);
+        assert_eq!(kernel_sample(3, 2), 5);
+        assert_eq!(kernel_sample(3, -1), 2);
+        assert_eq!(kernel_sample(1, -3), 0);
     }
 
     #[test]
