@@ -257,18 +257,9 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         return Ok(());
     }
     let _spinner = Workload::spawn(&workload_bin!(), &["spin", "--threads", "1", "--secs", "0"])?;
-    // On the host, children of some 6 ms: present or not at a sample at random, so the
-    // kernel's samples still swing, with few forks and exits in the tick by which one CPU's
-    // sample can trail the other's (see ACCURACY.md, "How the samples are followed"). With the
-    // 0.6 ms children of the other tests one run in four was 0.092 off (allowed 0.088); these
-    // ran 0.003-0.039. Under emulation the default children hold (6.1 0.003-0.018, 6.12
-    // 0.041-0.047 against 0.069), ten times longer ones did not (0.072, 0.078).
-    let iters = if in_vm() {
-        child_iters()
-    } else {
-        child_iters() * 10
-    }
-    .to_string();
+    // Children of some 0.6 ms: present or not at a sample at random, so the kernel's samples
+    // swing, and many forks and exits fall between one CPU's count and the other's.
+    let iters = child_iters().to_string();
     let _forks = Workload::spawn(
         &workload_bin!(),
         &["forks", "--count", "100000000", "--child-iters", &iters],
@@ -310,15 +301,9 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         "{} load samples missed",
         last.counters.load_samples_missed
     );
-    // Issue 5's target, 5%, and /proc/loadavg's two decimals. A thread counted on the other
-    // side of one sample moves the average by 0.08 for a minute; under emulation the two CPUs
-    // fold their counts milliseconds apart and that happens at more samples (ACCURACY.md, "How
-    // the samples are followed"): 6.12 has run 0.041-0.115 here, so twice the target there.
-    let allowed = if in_vm() {
-        0.02 + 0.10 * kernel_mean
-    } else {
-        0.01 + 0.05 * kernel_mean
-    };
+    // Issue 5's target, 5%, and /proc/loadavg's two decimals. One sample counted one thread
+    // off moves the average by 0.08 for a minute.
+    let allowed = 0.01 + 0.05 * kernel_mean;
     check::near(
         "mean absolute difference from /proc/loadavg's 1-minute average",
         sampled_err,
