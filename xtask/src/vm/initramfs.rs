@@ -194,13 +194,17 @@ export LOADTRACE_BIN=/bin/loadtrace LT_WORKLOAD_BIN=/bin/lt-workload
 export RUST_BACKTRACE=1
 
 # QEMU TCG can run a stale translation of a tracepoint site the kernel has just patched: an
-# int3 Oops at such a site (6.12, in enqueue_task_fair and dequeue_entities) while tests
-# attached and detached programs, twice in some ten runs. Empty programs held on loadtrace's
-# hooks for the guest's whole life keep those tracepoints enabled, so no later attach or
-# detach patches kernel text there.
-/bin/loadtrace --empty-programs --interval 86400 > /dev/null 2>&1 &
-sleep 3
-kill -0 $! || fail "holding the tracepoints with empty programs"
+# int3 Oops at such a site (6.12, in enqueue_task_fair and dequeue_entities, then with one
+# holder in __schedule's call to the switch tracepoint) while tests attached and detached
+# programs. The kernel patches a tracepoint's site when it goes from none attached to one
+# (the jump) and from one to two (the static call, from the one program to the iterator).
+# Two sets of empty programs held on loadtrace's hooks for the guest's whole life leave no
+# later attach or detach anything to patch there.
+for holder in 1 2; do
+    /bin/loadtrace --empty-programs --interval 86400 > /dev/null 2>&1 &
+    sleep 3
+    kill -0 $! || fail "holding the tracepoints with empty programs ($holder)"
+done
 
 status=0
 run_test() {
