@@ -264,7 +264,9 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         &workload_bin!(),
         &["forks", "--count", "100000000", "--child-iters", &iters],
     )?;
-    let loadtrace = Loadtrace::start(Options::every(1).top(1).duration(70))?;
+    // Two minutes of samples: one sample counted one thread off early in a 70-s run was 0.05
+    // of mean absolute difference on its own (under emulation, one run in three).
+    let loadtrace = Loadtrace::start(Options::every(1).top(1).duration(130))?;
     let reports = loadtrace.wait_exit()?;
     let last = &reports.last().context("no report")?.report;
     // From the first report after a counted sample: before it, the time average stands in.
@@ -292,8 +294,8 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         last.counters.load_samples_missed
     ));
     ensure!(
-        last.counters.load_samples_counted >= 10,
-        "only {} of the kernel's load samples counted in 70 s",
+        last.counters.load_samples_counted >= 20,
+        "only {} of the kernel's load samples counted in 130 s",
         last.counters.load_samples_counted
     );
     ensure!(
