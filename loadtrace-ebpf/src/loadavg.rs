@@ -9,14 +9,17 @@
 //! costs nothing on the scheduler's paths.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
-use loadtrace_common::Counters;
+use loadtrace_common::{Counters, LoadSampleAt};
 
-use crate::maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, layout};
+use crate::{
+    maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, layout},
+    sched::read_at,
+};
 
 /// `hrtimer_expire_exit(struct hrtimer *)`: a timer's handler has run; the tick's is where
 /// the kernel samples.
@@ -70,52 +73,59 @@ fn run_queue(task: *const u8) -> Option<*const u8> {
     Some(rq as *const u8)
 }
 
-#[inline(always)]
-fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
-}
+/// When the kernel's load samples fall, as userspace last placed them: looked up once per
+/// event, however many of the hook's steps ask.
+#[derive(Clone, Copy)]
+pub struct Samples(Option<&'static LoadSampleAt>);
 
-/// Notes a change of `delta` to the load count of `task`'s run queue (+1: it joined
-/// `nr_running` from a sleep that does not count; -1: it left for one) when that queue has
-/// not yet counted for a sample already past: the kernel's sample holds the change, a count
-/// of every thread at the sample's instant does not. Outside the few ticks after a sample
-/// this is one map read and a comparison.
-#[inline(always)]
-pub fn note_fold_lag(task: *const u8, now: u64, delta: i64, counters: &mut Counters) {
-    let Some(at) = LOAD_SAMPLE_AT.get(0) else {
-        return;
-    };
-    if at.next_ns == 0 || now < at.next_ns || now >= at.fold_ns {
-        return;
+impl Samples {
+    #[inline(always)]
+    pub fn get() -> Self {
+        Self(LOAD_SAMPLE_AT.get(0))
     }
-    let l = layout();
-    let Some(rq) = run_queue(task) else {
-        return;
-    };
-    match read_at::<u64>(rq, l.rq_calc_load_update_offset) {
-        Some(jiffy) if jiffy <= at.next_jiffy => {}
-        _ => return,
-    }
-    // Stopped in idle before the sample: counted when its tick stopped, and skips this sample
-    // when it wakes (the kernel moves its jiffy on without counting).
-    if l.rq_nohz_tick_stopped_offset != 0
-        && read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) != 0
-    {
-        return;
-    }
-    if counters.fold_lag_jiffy != at.next_jiffy {
-        counters.fold_lag_jiffy = at.next_jiffy;
-        counters.fold_lag = 0;
-    }
-    counters.fold_lag += delta;
-}
 
-/// The latest load sample at or before `now`, as userspace has placed them (0: none known).
-#[inline(always)]
-pub fn latest_sample(now: u64) -> u64 {
-    match LOAD_SAMPLE_AT.get(0) {
-        Some(at) if at.next_ns != 0 && now >= at.next_ns => at.next_ns,
-        Some(at) => at.prev_ns,
-        None => 0,
+    /// The latest load sample at or before `now` (0: none known).
+    #[inline(always)]
+    pub fn latest(self, now: u64) -> u64 {
+        match self.0 {
+            Some(at) if at.next_ns != 0 && now >= at.next_ns => at.next_ns,
+            Some(at) => at.prev_ns,
+            None => 0,
+        }
+    }
+
+    /// Notes a change of `delta` to the load count of `task`'s run queue (+1: it joined
+    /// `nr_running` from a sleep that does not count; -1: it left for one) when that queue
+    /// has not yet counted for a sample already past: the kernel's sample holds the change, a
+    /// count of every thread at the sample's instant does not. Outside the few ticks after a
+    /// sample this is a comparison.
+    #[inline(always)]
+    pub fn note_fold_lag(self, task: *const u8, now: u64, delta: i64, counters: &mut Counters) {
+        let Some(at) = self.0 else {
+            return;
+        };
+        if at.next_ns == 0 || now < at.next_ns || now >= at.fold_ns {
+            return;
+        }
+        let l = layout();
+        let Some(rq) = run_queue(task) else {
+            return;
+        };
+        match read_at::<u64>(rq, l.rq_calc_load_update_offset) {
+            Some(jiffy) if jiffy <= at.next_jiffy => {}
+            _ => return,
+        }
+        // Stopped in idle before the sample: counted when its tick stopped, and skips this
+        // sample when it wakes (the kernel moves its jiffy on without counting).
+        if l.rq_nohz_tick_stopped_offset != 0
+            && read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) != 0
+        {
+            return;
+        }
+        if counters.fold_lag_jiffy != at.next_jiffy {
+            counters.fold_lag_jiffy = at.next_jiffy;
+            counters.fold_lag = 0;
+        }
+        counters.fold_lag += delta;
     }
 }

@@ -33,7 +33,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::{latest_sample, note_fold_lag},
+    loadavg::Samples,
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -54,6 +54,13 @@ fn read_u64(task: *const u8, offset: u32) -> u64 {
 #[inline(always)]
 fn read_u8(task: *const u8, offset: u32) -> u8 {
     unsafe { core::ptr::read_volatile(task.add(offset as usize)) }
+}
+
+/// A checked read, for pointers the verifier does not know (kept from an earlier event, or
+/// read out of kernel memory).
+#[inline(always)]
+pub fn read_at<T>(base: *const u8, offset: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize) as *const T) }.ok()
 }
 
 /// `sched_switch(bool preempt, task *prev, task *next[, unsigned int prev_state])`.
@@ -202,10 +209,11 @@ fn settle_delayed(counters: &mut Counters, now: u64) {
             && e.state == QUEUED_ASLEEP
             && e.woken_ns <= e.since_ns
         {
-            note_fold_lag(task, now, -1, counters);
+            let samples = Samples::get();
+            samples.note_fold_lag(task, now, -1, counters);
             begin_update(e);
             // Queued, so load, at a sample taken meanwhile.
-            let sample = latest_sample(now);
+            let sample = samples.latest(now);
             if sample > e.since_ns {
                 e.sample_ns = sample;
                 e.sample_active = 1;
@@ -236,9 +244,10 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     if next_state == SLEEPING && d.prev_state & TASK_DEAD == 0 && stays_queued(d, counters) {
         next_state = QUEUED_ASLEEP;
     }
+    let samples = Samples::get();
     // Out of the run queue's count (a D sleep moves it to `nr_uninterruptible`: no change).
     if next_state == SLEEPING {
-        note_fold_lag(prev, d.now, -1, counters);
+        samples.note_fold_lag(prev, d.now, -1, counters);
     }
     let Some(e) = lookup(d.tid) else {
         if d.prev_state & TASK_DEAD != 0 {
@@ -253,7 +262,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         e.totals.on_cpu_ns = d.now.saturating_sub(d.arrived);
         e.run_delay_ns = d.run_delay;
         e.sum_exec_ns = d.sum_exec;
-        let sample = latest_sample(d.now);
+        let sample = samples.latest(d.now);
         if sample != 0 && sample >= d.arrived {
             e.sample_ns = sample;
             e.sample_active = 1;
@@ -286,7 +295,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     let slept = away - waited;
     // A load sample inside what this closes: load unless it fell in a sleep that does not
     // count, before the wait that ended it.
-    let sample = latest_sample(d.now);
+    let sample = samples.latest(d.now);
     if sample > e.since_ns {
         e.sample_ns = sample;
         e.sample_active = (e.state != SLEEPING || sample >= arrived - waited) as u8;
@@ -373,7 +382,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let Some(e) = lookup(read_u32(task, l.pid_offset)) else {
         // Asleep since before tracing began: into the count of the queue it joins.
         if let Some(counters) = counters() {
-            note_fold_lag(task, unsafe { bpf_ktime_get_ns() }, 1, counters);
+            Samples::get().note_fold_lag(task, unsafe { bpf_ktime_get_ns() }, 1, counters);
         }
         return 0;
     };
@@ -383,7 +392,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
         if e.state == SLEEPING
             && let Some(counters) = counters()
         {
-            note_fold_lag(task, now, 1, counters);
+            Samples::get().note_fold_lag(task, now, 1, counters);
         }
         begin_update(e);
         e.woken_ns = now;
@@ -408,7 +417,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
     if tid == 0 {
         return 0;
     }
-    note_fold_lag(task, now, 1, counters);
+    Samples::get().note_fold_lag(task, now, 1, counters);
     let entry = TaskEntry {
         run_delay_ns: read_u64(task, l.run_delay_offset),
         sum_exec_ns: read_u64(task, l.sum_exec_offset),
