@@ -444,13 +444,14 @@ fn io_wait_under_cpu_contention_matches_schedstat() -> Result<()> {
     // The kernel takes the two ends of each wait with the clocks of the CPUs where they
     // happen, and a writer woken from another CPU carries their offset into its schedstat
     // split: 6.5 us per sleep on this project's 6.18 host (ACCURACY.md, "Host mixed"), which
-    // once put this comparison 5.08% off (18,170 writes, 0.055 s). That much per write is
-    // allowed beside the 5%.
+    // once put this comparison 5.08% off (18,170 writes, 0.055 s), and 7.3 us per write on a
+    // slower machine of the same kind (17,852 writes, 0.131 s, +5.96%). 10 us per write is
+    // allowed beside the 5%: a sleep lost or counted twice is 60-120 us per write there.
     check::near(
         "io_wait (s) against schedstat's time asleep",
         io_wait_s,
         slept_s,
-        (0.05 * slept_s).max(count as f64 * 6.5e-6),
+        (0.05 * slept_s).max(count as f64 * 10e-6),
     )?;
     // Not run-queue wait alone: when a wakeup preempts, the kernel skips the clock update at
     // the switch that follows, so its split charges the wait until that switch as CPU time.
@@ -458,13 +459,12 @@ fn io_wait_under_cpu_contention_matches_schedstat() -> Result<()> {
     // the writer's figures holds: the kernel books that time to another thread (every
     // task's runnable time together matches the run queues' own totals to 0.5%, see
     // `box_runnable_time_matches_the_run_queues_totals`). 6.1 VM: 29 us per write in one
-    // run of CI, more where the host is busy; 40 us per write is allowed there.
+    // run of CI, more where the host is busy; 40 us per write is allowed there. On the host
+    // the clocks' offset above moves time between the two sides of the split, so the same
+    // 10 us per write is allowed here.
     let kernel_runnable_s = on_cpu_s + waited_s;
-    let tolerance_s = if in_vm() {
-        (0.05 * kernel_runnable_s).max(count as f64 * 40e-6)
-    } else {
-        0.05 * kernel_runnable_s
-    };
+    let per_write_s = if in_vm() { 40e-6 } else { 10e-6 };
+    let tolerance_s = (0.05 * kernel_runnable_s).max(count as f64 * per_write_s);
     check::near(
         "on CPU + run queue (s) against schedstat's",
         traced_cpu_s + runq_s,
