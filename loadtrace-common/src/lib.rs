@@ -361,9 +361,6 @@ pub struct TaskLayout {
     /// `nohz_tick_stopped` in `rq` (0: absent): a CPU whose tick stopped in idle counted its
     /// run queue when it stopped, and will not count it again for this sample.
     pub rq_nohz_tick_stopped_offset: u32,
-    /// `curr` in `rq`: the flag above stays set until the CPU's first busy tick, so a CPU
-    /// back from idle is told by running something other than its idle task (pid 0).
-    pub rq_curr_offset: u32,
 }
 
 #[cfg(test)]

@@ -115,7 +115,11 @@ impl Samples {
             Some(jiffy) if jiffy <= at.next_jiffy => {}
             _ => return,
         }
-        if in_nohz_idle(rq) {
+        // Stopped in idle before the sample: counted when its tick stopped, and skips this
+        // sample when it wakes (the kernel moves its jiffy on without counting).
+        if l.rq_nohz_tick_stopped_offset != 0
+            && read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) != 0
+        {
             return;
         }
         if counters.fold_lag_jiffy != at.next_jiffy {
@@ -124,23 +128,4 @@ impl Samples {
         }
         counters.fold_lag += delta;
     }
-}
-
-/// Whether run queue `rq`'s CPU is idle with its tick stopped: it counted when the tick
-/// stopped, and skips this sample when it wakes (the kernel moves its jiffy on without
-/// counting). The kernel clears `nohz_tick_stopped` only at the CPU's first busy tick, so a
-/// CPU that woke before the sample, and counts at its next tick, still has it set: running
-/// anything but its idle task tells that one apart.
-#[inline(always)]
-fn in_nohz_idle(rq: *const u8) -> bool {
-    let l = layout();
-    if l.rq_nohz_tick_stopped_offset == 0
-        || read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) == 0
-    {
-        return false;
-    }
-    let Some(curr) = read_at::<u64>(rq, l.rq_curr_offset) else {
-        return true;
-    };
-    read_at::<u32>(curr as *const u8, l.pid_offset) == Some(0)
 }

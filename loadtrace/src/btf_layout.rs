@@ -105,34 +105,30 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         cfs_rq_rq_offset: load_sample[1],
         rq_calc_load_update_offset: load_sample[2],
         rq_nohz_tick_stopped_offset: load_sample[3],
-        rq_curr_offset: load_sample[4],
     })
 }
 
 /// Byte offsets of `se.cfs_rq` in `task_struct`, `rq` in `cfs_rq` and `calc_load_update` in
 /// `rq`: how the kernel side reaches a CPU's load-sample jiffy. All 0 where a link is missing
 /// (`cfs_rq` links exist with CONFIG_FAIR_GROUP_SCHED, which every distribution enables).
-/// Then `nohz_tick_stopped` in `rq`, 0 on kernels without NO_HZ, and `curr` in `rq`.
-fn load_sample_path(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 5]> {
+/// Then `nohz_tick_stopped` in `rq`, 0 on kernels without NO_HZ.
+fn load_sample_path(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 4]> {
     let Some(cfs_rq) = member_bit_offset(btf, sched_entity, "cfs_rq")? else {
-        return Ok([0; 5]);
+        return Ok([0; 4]);
     };
     let Some(rq) = member_bit_offset(btf, &find_struct(btf, "cfs_rq")?, "rq")? else {
-        return Ok([0; 5]);
+        return Ok([0; 4]);
     };
     let run_queue = find_struct(btf, "rq")?;
     let Some(calc_load_update) = member_bit_offset(btf, &run_queue, "calc_load_update")? else {
-        return Ok([0; 5]);
+        return Ok([0; 4]);
     };
     let tick_stopped = member_bit_offset(btf, &run_queue, "nohz_tick_stopped")?.unwrap_or(0);
-    let curr = member_bit_offset(btf, &run_queue, "curr")?
-        .ok_or_else(|| anyhow!("struct rq has no `curr`"))?;
     Ok([
         (se_bits + cfs_rq) / 8,
         rq / 8,
         calc_load_update / 8,
         tick_stopped / 8,
-        curr / 8,
     ])
 }
 
@@ -220,7 +216,6 @@ mod tests {
             layout.rq_nohz_tick_stopped_offset > 0,
             "rq->nohz_tick_stopped found (NO_HZ kernels)"
         );
-        assert!(layout.rq_curr_offset > 0, "rq->curr found");
         let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
         assert_eq!(
             layout.sched_delayed_offset != 0,
