@@ -186,6 +186,11 @@ pub struct Counters {
     /// [`LoadSampleAt`]). Signed.
     pub fold_lag_jiffy: u64,
     pub fold_lag: i64,
+    /// The latest jiffy this CPU's timer hook saw, and when it first saw it: jiffy `j` began
+    /// at or before that time, which places the jiffy grid (and the load samples on it)
+    /// closer than the rare sightings of a sample do.
+    pub jiffy_seen: u64,
+    pub jiffy_seen_ns: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of

@@ -9,7 +9,7 @@
 //! costs nothing on the scheduler's paths.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_task, bpf_jiffies64, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -29,6 +29,13 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
+    // Jiffies first: the clock read after it is at or after the jiffy's start.
+    let jiffies = unsafe { bpf_jiffies64() };
+    let now = unsafe { bpf_ktime_get_ns() };
+    if counters.jiffy_seen != jiffies {
+        counters.jiffy_seen = jiffies;
+        counters.jiffy_seen_ns = now;
+    }
     let Some(jiffy) = calc_load_update() else {
         return 0;
     };
@@ -52,7 +59,7 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     }
     seen.jiffy_before = before;
     seen.jiffy_after = jiffy;
-    seen.seen_ns = unsafe { bpf_ktime_get_ns() };
+    seen.seen_ns = now;
     0
 }
 

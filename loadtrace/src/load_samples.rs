@@ -67,6 +67,9 @@ impl LoadSamples {
         if let Some(seen) = tracer.load_sample_seen() {
             self.clock.observe(&seen);
         }
+        for (jiffy, at_ns) in tracer.jiffy_sightings()? {
+            self.clock.observe_jiffy(jiffy, at_ns);
+        }
         if self.next_ns.is_some() {
             return Ok(());
         }

@@ -400,6 +400,20 @@ impl Tracer {
         None
     }
 
+    /// Each CPU's latest jiffy seen by the timer hook and when it first saw it (none seen
+    /// yet: left out).
+    pub fn jiffy_sightings(&self) -> Result<Vec<(u64, u64)>> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .context("reading the per-CPU slots")?;
+        Ok(per_cpu
+            .iter()
+            .filter(|c| c.jiffy_seen_ns != 0)
+            .map(|c| (c.jiffy_seen, c.jiffy_seen_ns))
+            .collect())
+    }
+
     /// Tells the kernel side when the last load sample was taken and when the next one is.
     pub fn set_load_samples(&mut self, at: LoadSampleAt) -> Result<()> {
         let Some(maps) = self.load_samples.as_mut() else {

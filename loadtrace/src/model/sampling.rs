@@ -27,7 +27,13 @@ pub struct SampleClock {
     offset: Option<i128>,
     /// The jiffy of the latest sample seen.
     last_jiffy: u64,
+    /// Jiffies seen before a sample gave the tick's length (`observe_jiffy`), kept to place
+    /// the grid as soon as it does.
+    early_jiffies: Vec<(u64, u64)>,
 }
+
+/// How many early jiffy sightings are kept: a few seconds' worth from a handful of CPUs.
+const EARLY_JIFFIES: usize = 512;
 
 impl SampleClock {
     /// Takes in the latest sample a CPU was seen taking (the same one may come again).
@@ -49,6 +55,24 @@ impl SampleClock {
         let bound = i128::from(seen.seen_ns) - i128::from(jiffy) * i128::from(self.tick_ns);
         self.offset = Some(self.offset.map_or(bound, |o| o.min(bound)));
         self.last_jiffy = self.last_jiffy.max(jiffy);
+        for (jiffy, at_ns) in std::mem::take(&mut self.early_jiffies) {
+            self.observe_jiffy(jiffy, at_ns);
+        }
+    }
+
+    /// Takes in a CPU's first sight of jiffy `jiffy`, at `at_ns`: that jiffy began at or
+    /// before then. Timer interrupts see a new jiffy hundreds of times a second, some right at
+    /// its start, where a sample can first be seen late, when every CPU was idle at its tick.
+    /// Used once a sample has given the tick's length.
+    pub fn observe_jiffy(&mut self, jiffy: u64, at_ns: u64) {
+        let Some(offset) = self.offset else {
+            if self.early_jiffies.len() < EARLY_JIFFIES {
+                self.early_jiffies.push((jiffy, at_ns));
+            }
+            return;
+        };
+        let bound = i128::from(at_ns) - i128::from(jiffy) * i128::from(self.tick_ns);
+        self.offset = Some(offset.min(bound));
     }
 
     /// The sample period in ns, once known.
@@ -180,6 +204,37 @@ mod tests {
         // Each instant is its own jiffy's.
         assert_eq!(c.jiffy_of(t), Some(13_753));
         assert_eq!(c.jiffy_of(t + 1251 * TICK), Some(15_004));
+    }
+
+    #[test]
+    fn any_jiffy_seen_early_places_the_grid() {
+        let tick_of = |j: u64| 50_000_000_000 + (j - 10_000) * TICK;
+        let mut c = SampleClock::default();
+        // Every CPU was idle at the sample's tick: it was first seen 12 ms late.
+        c.observe(&seen(10_000, 11_251, tick_of(10_000) + 12_000_000));
+        let after = tick_of(10_000) + 13_000_000;
+        assert_eq!(c.next_after(after), Some(tick_of(11_251) + 12_000_000));
+        // A timer saw jiffy 10_600 begin 3 us after its start: the grid moves to it.
+        c.observe_jiffy(10_600, tick_of(10_600) + 3_000);
+        assert_eq!(c.next_after(after), Some(tick_of(11_251) + 3_000));
+        assert_eq!(c.jiffy_of(tick_of(11_251) + 3_000), Some(11_251));
+        // Later sightings within their jiffies leave it there.
+        c.observe_jiffy(10_700, tick_of(10_700) + 2_500_000);
+        c.observe_jiffy(10_701, tick_of(10_702));
+        assert_eq!(c.next_after(after), Some(tick_of(11_251) + 3_000));
+    }
+
+    #[test]
+    fn jiffies_seen_before_the_first_sample_count_once_it_comes() {
+        let tick_of = |j: u64| 50_000_000_000 + (j - 10_000) * TICK;
+        let mut c = SampleClock::default();
+        // Before a sample gives the tick's length, jiffies place nothing yet.
+        c.observe_jiffy(9_990, tick_of(9_990) + 1_000);
+        c.observe_jiffy(9_995, tick_of(9_995) + 700_000);
+        assert_eq!(c.next_after(0), None);
+        c.observe(&seen(10_000, 11_251, tick_of(10_000) + 12_000_000));
+        let after = tick_of(10_000) + 13_000_000;
+        assert_eq!(c.next_after(after), Some(tick_of(11_251) + 1_000));
     }
 
     #[test]
