@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn jiffies_seen_before_the_first_sample_count_once_it_comes() {
-        let tick_of = |j: u64| 50_000_000_000 + (j - 10_000) * TICK;
+        let tick_of = |j: u64| 10_000_000_000 + j * TICK;
         let mut c = SampleClock::default();
         // Before a sample gives the tick's length, jiffies place nothing yet.
         c.observe_jiffy(9_990, tick_of(9_990) + 1_000);
