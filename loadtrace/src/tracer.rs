@@ -400,13 +400,17 @@ impl Tracer {
         None
     }
 
+    /// Every CPU's counters and slots.
+    fn per_cpu_slots(&self) -> Result<PerCpuValues<Counters>> {
+        self.counters
+            .get(&0, 0)
+            .context("reading the per-CPU slots")
+    }
+
     /// Each CPU's latest jiffy seen by the timer hook and when it first saw it (none seen
     /// yet: left out).
     pub fn jiffy_sightings(&self) -> Result<Vec<(u64, u64)>> {
-        let per_cpu = self
-            .counters
-            .get(&0, 0)
-            .context("reading the per-CPU slots")?;
+        let per_cpu = self.per_cpu_slots()?;
         Ok(per_cpu
             .iter()
             .filter(|c| c.jiffy_seen_ns != 0)
@@ -427,10 +431,7 @@ impl Tracer {
     /// The changes the CPUs made, after the sample of `jiffy`, to run queues that had not yet
     /// counted for it (see [`LoadSampleAt`]).
     pub fn fold_lag(&self, jiffy: u64) -> Result<i64> {
-        let per_cpu = self
-            .counters
-            .get(&0, 0)
-            .context("reading the per-CPU slots")?;
+        let per_cpu = self.per_cpu_slots()?;
         Ok(per_cpu
             .iter()
             .filter(|c| c.fold_lag_jiffy == jiffy)
@@ -474,10 +475,7 @@ impl Tracer {
 
     /// The thread on each CPU and since when (idle CPUs and unknown ones left out).
     fn running(&self) -> Result<std::collections::HashMap<u32, u64>> {
-        let per_cpu = self
-            .counters
-            .get(&0, 0)
-            .context("reading the per-CPU slots")?;
+        let per_cpu = self.per_cpu_slots()?;
         // A thread named by two CPUs left one of them unseen: the later arrival stands.
         let mut running = std::collections::HashMap::new();
         for c in per_cpu
