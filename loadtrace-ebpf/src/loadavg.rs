@@ -29,12 +29,12 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
-    // Jiffies first: the clock read after it is at or after the jiffy's start.
+    // Jiffies first: the clock read after it is at or after the jiffy's start. The clock is
+    // read only for a jiffy this CPU has not seen yet.
     let jiffies = unsafe { bpf_jiffies64() };
-    let now = unsafe { bpf_ktime_get_ns() };
     if counters.jiffy_seen != jiffies {
         counters.jiffy_seen = jiffies;
-        counters.jiffy_seen_ns = now;
+        counters.jiffy_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
     let Some(jiffy) = calc_load_update() else {
         return 0;
@@ -59,7 +59,7 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     }
     seen.jiffy_before = before;
     seen.jiffy_after = jiffy;
-    seen.seen_ns = now;
+    seen.seen_ns = unsafe { bpf_ktime_get_ns() };
     0
 }
 
