@@ -54,6 +54,10 @@ pub struct TaskTotals {
     pub queued_asleep_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
+    /// The part of `on_cpu_ns` the hypervisor ran something else on the virtual CPU (its
+    /// steal clock, as the run queue read it at the switches): the kernel leaves it out of
+    /// the thread's CPU time, yet the thread was running, and load, all along.
+    pub stolen_ns: u64,
 }
 
 /// Value of the per-thread map, keyed by thread id. Updated when the thread leaves a CPU;
@@ -191,6 +195,9 @@ pub struct Counters {
     /// closer than the rare sightings of a sample do.
     pub jiffy_seen: u64,
     pub jiffy_seen_ns: u64,
+    /// This CPU's run queue (0: not found yet), and its steal clock at the last switch.
+    pub run_queue: u64,
+    pub steal_ns: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -366,6 +373,9 @@ pub struct TaskLayout {
     /// `nohz_tick_stopped` in `rq` (0: absent): a CPU whose tick stopped in idle counted its
     /// run queue when it stopped, and will not count it again for this sample.
     pub rq_nohz_tick_stopped_offset: u32,
+    /// `prev_steal_time_rq` in `rq` (0: absent, no CONFIG_PARAVIRT_TIME_ACCOUNTING): the
+    /// steal time the run queue's clock has left out of its tasks' CPU time so far.
+    pub rq_steal_offset: u32,
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     cfs_rq_rq_offset: 0,
     rq_calc_load_update_offset: 0,
     rq_nohz_tick_stopped_offset: 0,
+    rq_steal_offset: 0,
 };
 
 #[inline(always)]

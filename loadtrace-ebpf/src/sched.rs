@@ -1,5 +1,6 @@
 //! Scheduler hooks. Every context switch on the machine runs `sched_switch`, so it does the
-//! least it can: one clock read and one hash-map update, for the thread leaving the CPU.
+//! least it can: one clock read and one hash-map update, for the thread leaving the CPU, and
+//! on kernels that keep a steal clock one read of it.
 //!
 //! - The thread arriving is only named in the CPU's slot (a per-CPU array, no hashing); its
 //!   entry is brought up to date when it leaves.
@@ -10,6 +11,10 @@
 //! - Where the kernel switches without the event (counted as `unseen_handovers`), the thread
 //!   found leaving arrived at a moment nothing marked: its CPU time by the kernel's own count
 //!   (`se.sum_exec_runtime`) since it last left says how long it ran, so when it arrived.
+//! - On a virtual machine the hypervisor can run something else on a CPU while a thread
+//!   holds it. The run queue's steal clock, read at each switch, says how much of each run
+//!   was taken so: the kernel leaves that out of the thread's CPU time, yet the thread was
+//!   running, and load, throughout.
 //! - New threads are hooked (`sched_wakeup_new`, once per fork) so that their wait before
 //!   their first run is counted from the fork.
 //! - On 6.12+ a sleeper can stay queued (delayed dequeue), still counted in `nr_running`. The
@@ -33,7 +38,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::Samples,
+    loadavg::{Samples, run_queue},
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -86,6 +91,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
         settle_delayed(counters, now);
     }
+    let stolen = steal_since_last_switch(prev, counters);
     let arrived = counters.last_switch_ns;
     let last_in = counters.curr_tid as u32;
     counters.last_switch_ns = now;
@@ -109,6 +115,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             now,
             run_delay: read_u64(prev, l.run_delay_offset),
             sum_exec: read_u64(prev, l.sum_exec_offset),
+            stolen,
             preempt: preempt != 0,
             prev_state,
         };
@@ -131,8 +138,38 @@ struct Departure {
     run_delay: u64,
     /// The kernel's total CPU time of the thread.
     sum_exec: u64,
+    /// Steal time on this CPU since `arrived`.
+    stolen: u64,
     preempt: bool,
     prev_state: u32,
+}
+
+/// Steal time on this CPU since its previous switch: time the hypervisor ran something else
+/// while the thread leaving held the CPU. The kernel brings the run queue's clocks, its steal
+/// clock included, up to date in `__schedule()` before this event. One checked read per
+/// switch, and none where the kernel keeps no steal clock.
+#[inline(always)]
+fn steal_since_last_switch(prev: *const u8, counters: &mut Counters) -> u64 {
+    let offset = layout().rq_steal_offset;
+    if offset == 0 {
+        return 0;
+    }
+    if counters.run_queue == 0 {
+        // `prev` runs on this CPU, so its run queue is this CPU's, for good.
+        let Some(rq) = run_queue(prev) else {
+            return 0;
+        };
+        counters.run_queue = rq as u64;
+    }
+    let Some(steal) = read_at::<u64>(counters.run_queue as *const u8, offset) else {
+        return 0;
+    };
+    let last = core::mem::replace(&mut counters.steal_ns, steal);
+    if last == 0 {
+        0
+    } else {
+        steal.saturating_sub(last)
+    }
 }
 
 /// The state a thread leaves the CPU in, by the kernel's own rule for `nr_uninterruptible`:
@@ -260,6 +297,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         // Born when it arrived: userspace, which saw it on this CPU, knows it by that time.
         e.birth_ns = d.arrived;
         e.totals.on_cpu_ns = d.now.saturating_sub(d.arrived);
+        e.totals.stolen_ns = d.stolen.min(e.totals.on_cpu_ns);
         e.run_delay_ns = d.run_delay;
         e.sum_exec_ns = d.sum_exec;
         let sample = samples.latest(d.now);
@@ -314,6 +352,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         _ => e.totals.runqueue_ns += slept,
     }
     e.totals.on_cpu_ns += on_cpu;
+    e.totals.stolen_ns += d.stolen.min(on_cpu);
     e.tgid = d.tgid;
     e.run_delay_ns = d.run_delay;
     e.sum_exec_ns = d.sum_exec;

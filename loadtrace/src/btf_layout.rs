@@ -74,7 +74,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         member_bit_offset(btf, &sched_entity, "sched_delayed")?.map_or(0, |bits| (se + bits) / 8);
     let sum_exec = member_bit_offset(btf, &sched_entity, "sum_exec_runtime")?
         .ok_or_else(|| anyhow!("struct sched_entity has no `sum_exec_runtime`"))?;
-    let load_sample = load_sample_path(btf, se, &sched_entity)?;
+    let rq_fields = run_queue_fields(btf, se, &sched_entity)?;
     let request = find_struct(btf, "request")?;
     let rq_field = |name: &str| -> Result<u32> {
         member_bit_offset(btf, &request, name)?
@@ -101,34 +101,38 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         bdev_dev_offset: bd_dev / 8,
         sched_delayed_offset: sched_delayed,
         sum_exec_offset: (se + sum_exec) / 8,
-        cfs_rq_offset: load_sample[0],
-        cfs_rq_rq_offset: load_sample[1],
-        rq_calc_load_update_offset: load_sample[2],
-        rq_nohz_tick_stopped_offset: load_sample[3],
+        cfs_rq_offset: rq_fields[0],
+        cfs_rq_rq_offset: rq_fields[1],
+        rq_calc_load_update_offset: rq_fields[2],
+        rq_nohz_tick_stopped_offset: rq_fields[3],
+        rq_steal_offset: rq_fields[4],
     })
 }
 
 /// Byte offsets of `se.cfs_rq` in `task_struct`, `rq` in `cfs_rq` and `calc_load_update` in
 /// `rq`: how the kernel side reaches a CPU's load-sample jiffy. All 0 where a link is missing
 /// (`cfs_rq` links exist with CONFIG_FAIR_GROUP_SCHED, which every distribution enables).
-/// Then `nohz_tick_stopped` in `rq`, 0 on kernels without NO_HZ.
-fn load_sample_path(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 4]> {
+/// Then `nohz_tick_stopped` in `rq`, 0 on kernels without NO_HZ, and `prev_steal_time_rq`,
+/// 0 on kernels that do not take steal time out of their tasks' CPU time.
+fn run_queue_fields(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 5]> {
     let Some(cfs_rq) = member_bit_offset(btf, sched_entity, "cfs_rq")? else {
-        return Ok([0; 4]);
+        return Ok([0; 5]);
     };
     let Some(rq) = member_bit_offset(btf, &find_struct(btf, "cfs_rq")?, "rq")? else {
-        return Ok([0; 4]);
+        return Ok([0; 5]);
     };
     let run_queue = find_struct(btf, "rq")?;
     let Some(calc_load_update) = member_bit_offset(btf, &run_queue, "calc_load_update")? else {
-        return Ok([0; 4]);
+        return Ok([0; 5]);
     };
     let tick_stopped = member_bit_offset(btf, &run_queue, "nohz_tick_stopped")?.unwrap_or(0);
+    let steal = member_bit_offset(btf, &run_queue, "prev_steal_time_rq")?.unwrap_or(0);
     Ok([
         (se_bits + cfs_rq) / 8,
         rq / 8,
         calc_load_update / 8,
         tick_stopped / 8,
+        steal / 8,
     ])
 }
 

@@ -80,6 +80,8 @@ pub struct Received {
     /// /proc/stat's `ctxt` read the moment the line arrived, to compare loadtrace's
     /// switch count with the kernel's over the same span.
     pub ctxt: u64,
+    /// /proc/stat's steal time of all CPUs (clock ticks), read with `ctxt`.
+    pub steal_ticks: u64,
     /// The run queues' own totals (/proc/schedstat) read at the same moment, where the
     /// kernel has them.
     pub run_queues: Option<Schedstat>,
@@ -267,12 +269,13 @@ impl Drop for Loadtrace {
 fn receive(line: &str) -> Result<Received> {
     let report = serde_json::from_str(line).context("not a loadtrace report")?;
     let at = Instant::now();
-    let ctxt = procfs::context_switches()?;
+    let (ctxt, steal_ticks) = procfs::context_switches_and_steal()?;
     let run_queues = procfs::cpu_sched_totals()?;
     Ok(Received {
         report,
         at,
         ctxt,
+        steal_ticks,
         run_queues,
     })
 }

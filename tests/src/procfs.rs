@@ -162,10 +162,23 @@ pub fn parse_running_tasks(text: &str) -> Result<u64> {
         .with_context(|| format!("bad running/threads field {field:?}"))
 }
 
-/// The total number of context switches since boot (/proc/stat `ctxt`).
-pub fn context_switches() -> Result<u64> {
+/// The total number of context switches since boot (/proc/stat `ctxt`), and the steal time
+/// of all CPUs in clock ticks (the `cpu` line's eighth figure), read together.
+pub fn context_switches_and_steal() -> Result<(u64, u64)> {
     let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    parse_ctxt(&text).context("parsing /proc/stat")
+    let ctxt = parse_ctxt(&text).context("parsing /proc/stat")?;
+    Ok((ctxt, parse_steal(&text).context("parsing /proc/stat")?))
+}
+
+pub fn parse_steal(text: &str) -> Result<u64> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .context("no cpu line")?;
+    let steal = line.split_whitespace().nth(7).context("no steal figure")?;
+    steal
+        .parse()
+        .with_context(|| format!("bad steal figure {steal:?}"))
 }
 
 pub fn parse_ctxt(text: &str) -> Result<u64> {
@@ -423,6 +436,9 @@ mod tests {
         let stat = "cpu  1 2 3\nintr 5 6\nctxt 1275398\nbtime 17637\n";
         assert_eq!(parse_ctxt(stat).unwrap(), 1275398);
         assert!(parse_ctxt("cpu 1 2\n").is_err());
+        let stat = "cpu  108689 0 30794 144758 4359 0 9608 8217 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n";
+        assert_eq!(parse_steal(stat).unwrap(), 8217);
+        assert!(parse_steal("cpu  1 2 3\n").is_err());
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Load {
     pub other_d: f64,
     /// Asleep, yet counted as running by the kernel (6.12+ delayed dequeue).
     pub queued_asleep: f64,
+    /// The part of `on_cpu` the hypervisor took (steal time).
+    pub stolen: f64,
     /// The kernel's recurrence fed with loadtrace's counts at the kernel's sample instants
     /// (the time average until those are followed).
     pub reconstructed_1m: f64,
@@ -74,6 +76,9 @@ pub struct Process {
     /// The rest of `uninterruptible`.
     pub other_d: f64,
     pub queued_asleep: f64,
+    /// The part of `on_cpu` the hypervisor took (steal time), which the kernel's own CPU
+    /// time of the process (schedstat, rusage) leaves out.
+    pub stolen: f64,
     /// A flusher kworker: its I/O is write-back on behalf of others.
     pub writeback: bool,
     /// Present for every process, with zero counts when it did no I/O.
@@ -99,6 +104,8 @@ pub struct Thread {
     pub runqueue_ns: u64,
     pub uninterruptible_ns: u64,
     pub io_wait_ns: u64,
+    /// The part of `on_cpu_ns` the hypervisor took.
+    pub stolen_ns: u64,
 }
 
 /// The block requests a process submitted that completed in the interval: counts for
@@ -240,7 +247,7 @@ mod tests {
         format!(
             r#"{{"pid": 7, "comm": "w", "load": 1.0, "on_cpu": 0.1, "runqueue": 0.0,
                 "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1, "queued_asleep": 0.0,
-                "writeback": false,
+                "stolen": 0.0, "writeback": false,
                 {disk} "threads": 1, "voluntary_switches": 5, "involuntary_switches": 0}}"#
         )
     }
@@ -280,7 +287,7 @@ mod tests {
                     "loadavg": [0, 0, 0], "lost": 0,
                     "load": {{"total": 1, "runnable": 0.1, "on_cpu": 0.1, "runqueue": 0,
                         "uninterruptible": 0.9, "io_wait": 0.8, "other_d": 0.1,
-                        "queued_asleep": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0,
+                        "queued_asleep": 0, "stolen": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0,
                         "time_average_1m": 0}},
                     "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0,
                         "load_samples_counted": 0, "load_samples_missed": 0}},

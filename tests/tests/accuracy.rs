@@ -121,7 +121,7 @@ fn rows_of<'a>(reports: &[Received], pids: impl Iterator<Item = &'a u32>) -> Str
 }
 
 /// The pids listed as lt-forkchild, and their on-CPU and runnable time summed over all
-/// reports (ns).
+/// reports (ns), less steal time, which the kernel's CPU time leaves out.
 fn fork_children_seen(reports: &[Received]) -> (BTreeSet<u32>, f64, f64) {
     let mut seen = BTreeSet::new();
     let mut on_cpu_ns = 0.0;
@@ -134,8 +134,8 @@ fn fork_children_seen(reports: &[Received]) -> (BTreeSet<u32>, f64, f64) {
             .filter(|p| p.comm == "lt-forkchild")
         {
             seen.insert(p.pid);
-            on_cpu_ns += p.on_cpu * r.report.interval_s * 1e9;
-            runnable_ns += (p.on_cpu + p.runqueue) * r.report.interval_s * 1e9;
+            on_cpu_ns += (p.on_cpu - p.stolen) * r.report.interval_s * 1e9;
+            runnable_ns += (p.on_cpu - p.stolen + p.runqueue) * r.report.interval_s * 1e9;
         }
     }
     (seen, on_cpu_ns, runnable_ns)
@@ -218,12 +218,13 @@ fn schedstats(pid: u32, tids: &[u32]) -> Result<BTreeMap<u32, Schedstat>> {
         .collect()
 }
 
-/// A thread's on-CPU plus run-queue time summed over all reports, from thread_detail.
+/// A thread's on-CPU plus run-queue time summed over all reports, from thread_detail; less
+/// steal time, which schedstat's CPU time leaves out (its run-queue wait keeps it).
 fn traced_runnable_ns(reports: &[Received], pid: u32, tid: u32) -> u64 {
     reports
         .iter()
         .filter_map(|r| r.report.process(pid)?.thread(tid))
-        .map(|t| t.on_cpu_ns + t.runqueue_ns)
+        .map(|t| t.on_cpu_ns - t.stolen_ns + t.runqueue_ns)
         .sum()
 }
 

@@ -55,6 +55,7 @@ fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
         part[most] += rest;
     }
     let d_iowait = now.iowait_ns.saturating_sub(shown.iowait_ns).min(part[2]);
+    let d_stolen = now.stolen_ns.saturating_sub(shown.stolen_ns).min(part[0]);
     let delta = TaskTotals {
         on_cpu_ns: part[0],
         runqueue_ns: part[1],
@@ -68,6 +69,7 @@ fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
         involuntary_switches: now
             .involuntary_switches
             .saturating_sub(shown.involuntary_switches),
+        stolen_ns: d_stolen,
     };
     let after = TaskTotals {
         on_cpu_ns: shown.on_cpu_ns + part[0],
@@ -78,6 +80,7 @@ fn advance(now: &TaskTotals, shown: &TaskTotals) -> (TaskTotals, TaskTotals) {
         queued_asleep_ns: shown.queued_asleep_ns + part[3],
         voluntary_switches: shown.voluntary_switches.max(now.voluntary_switches),
         involuntary_switches: shown.involuntary_switches.max(now.involuntary_switches),
+        stolen_ns: shown.stolen_ns + d_stolen,
     };
     (delta, after)
 }
@@ -317,6 +320,37 @@ mod tests {
             (500, 500)
         );
         assert_eq!(load_ns(&d[0].delta), 500);
+    }
+
+    #[test]
+    fn stolen_time_is_shown_within_the_cpu_time_it_was_part_of() {
+        let mut a = Accountant::default();
+        // Ran 0..600 of which the hypervisor took 100, asleep since 600.
+        let ran = ThreadReading {
+            totals: TaskTotals {
+                on_cpu_ns: 600,
+                stolen_ns: 100,
+                ..Default::default()
+            },
+            ..live(1, 0, ThreadState::Sleeping, 600, 0)
+        };
+        let d = a.interval(1_000, [], [ran]);
+        assert_eq!((d[0].delta.on_cpu_ns, d[0].delta.stolen_ns), (600, 100));
+        // Running since 1_200 (its open run shows as CPU time, its steal is not known until
+        // it leaves) after a run of 100 at 1_000..1_100, all of it stolen.
+        let running = ThreadReading {
+            on_cpu_since: Some(1_200),
+            totals: TaskTotals {
+                on_cpu_ns: 700,
+                stolen_ns: 200,
+                ..Default::default()
+            },
+            ..live(1, 0, ThreadState::Sleeping, 1_100, 0)
+        };
+        let d = a.interval(2_000, [], [running]);
+        assert_eq!((d[0].delta.on_cpu_ns, d[0].delta.stolen_ns), (900, 100));
+        let f = crate::model::process::LoadFigures::from_totals(&d[0].delta, 1_000);
+        assert!((f.stolen - 0.1).abs() < 1e-9 && f.stolen <= f.on_cpu);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct LoadFigures {
     pub iowait: f64,
     /// Asleep, yet counted as running by the kernel (6.12+ delayed dequeue).
     pub queued_asleep: f64,
+    /// The part of `on_cpu` the hypervisor took for something else (steal time).
+    pub stolen: f64,
 }
 
 impl LoadFigures {
@@ -30,6 +32,7 @@ impl LoadFigures {
             uninterruptible: per(t.uninterruptible_ns),
             iowait: per(t.iowait_ns),
             queued_asleep: per(t.queued_asleep_ns),
+            stolen: per(t.stolen_ns),
         }
     }
 

@@ -76,6 +76,7 @@ pub fn totals_add(a: &mut TaskTotals, b: &TaskTotals) {
     a.queued_asleep_ns += b.queued_asleep_ns;
     a.voluntary_switches += b.voluntary_switches;
     a.involuntary_switches += b.involuntary_switches;
+    a.stolen_ns += b.stolen_ns;
 }
 
 /// Time that counts toward the load average: on a CPU, waiting for one, in D, or asleep

@@ -75,6 +75,7 @@ mod tests {
             uninterruptible,
             iowait,
             queued_asleep: 0.0,
+            stolen: 0.0,
         }
     }
 

@@ -28,9 +28,15 @@ pub fn render(r: &Report) -> String {
     } else {
         String::new()
     };
+    // Only on a virtual machine whose hypervisor took CPU time from it.
+    let stolen = if f.stolen >= 0.005 {
+        format!(", of which stolen {:.2}", f.stolen)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "load {:.2} = runnable {:.2} (on CPU {:.2} + run queue {:.2}) + uninterruptible {:.2} (I/O {:.2} + other {:.2}){queued}   lost {}{}",
+        "load {:.2} = runnable {:.2} (on CPU {:.2}{stolen} + run queue {:.2}) + uninterruptible {:.2} (I/O {:.2} + other {:.2}){queued}   lost {}{}",
         f.load(),
         f.runnable(),
         f.on_cpu,

@@ -324,7 +324,9 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         // A fork storm's children come and go; the forker's own threads are what schedstat
         // still holds at the end.
         let kernel_s = (sched_after[i].runnable_ns() - sched_before[i].runnable_ns()) as f64 / 1e9;
-        let traced_s = traced_seconds(span, pid, |p| p.on_cpu + p.runqueue);
+        // Less steal time: the kernel's CPU time leaves it out, its run-queue wait keeps it.
+        let traced_s = traced_seconds(span, pid, |p| p.on_cpu - p.stolen + p.runqueue);
+        let stolen_s = traced_seconds(span, pid, |p| p.stolen);
         println!(
             "{}",
             json!({
@@ -334,6 +336,7 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
                 "schedstat_run_delay_s":
                     (sched_after[i].run_delay_ns - sched_before[i].run_delay_ns) as f64 / 1e9,
                 "on_cpu_s": traced_seconds(span, pid, |p| p.on_cpu),
+                "stolen_s": stolen_s,
                 "runqueue_s": traced_seconds(span, pid, |p| p.runqueue),
                 "uninterruptible_s": traced_seconds(span, pid, |p| p.uninterruptible),
                 "io_wait_s": traced_seconds(span, pid, |p| p.io_wait),
@@ -342,7 +345,9 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
             })
         );
         rows.push(Row::new(
-            format!("{name}: runnable time (on CPU + run queue) vs schedstat"),
+            format!(
+                "{name}: runnable time (on CPU less {stolen_s:.3} s stolen + run queue) vs schedstat"
+            ),
             traced_s,
             kernel_s,
             "s",
@@ -383,6 +388,17 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         (last_r.report.counters.switches - first_r.report.counters.switches) as f64,
         (last_r.ctxt - first_r.ctxt) as f64,
         "",
+    ));
+    // The kernel's figure also holds steal while a CPU idled, which no thread had.
+    let stolen_s: f64 = span
+        .iter()
+        .map(|r| r.report.load.stolen * r.report.interval_s)
+        .sum();
+    rows.push(Row::new(
+        "steal time on CPU (all threads) vs /proc/stat steal (idle CPUs' too)",
+        stolen_s,
+        (last_r.steal_ticks - first_r.steal_ticks) as f64 / procfs::clock_ticks_per_sec()? as f64,
+        "s",
     ));
     Ok(Outcome { scenario, rows })
 }
