@@ -73,7 +73,7 @@ fn calc_load_update() -> Option<u64> {
 /// A task's run queue, reached through its fair-class run queue (every task has one,
 /// whatever its class; the idle task too).
 #[inline(always)]
-pub fn run_queue(task: *const u8) -> Option<*const u8> {
+fn run_queue(task: *const u8) -> Option<*const u8> {
     let l = layout();
     let cfs_rq: u64 = read_at(task, l.cfs_rq_offset)?;
     let rq: u64 = read_at(cfs_rq as *const u8, l.cfs_rq_rq_offset)?;

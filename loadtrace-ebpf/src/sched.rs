@@ -38,7 +38,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::{Samples, run_queue},
+    loadavg::Samples,
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -146,24 +146,19 @@ struct Departure {
 
 /// Steal time on this CPU since its previous switch: time the hypervisor ran something else
 /// while the thread leaving held the CPU. The kernel brings the run queue's clocks, its steal
-/// clock included, up to date in `__schedule()` before this event. One checked read per
-/// switch, and none where the kernel keeps no steal clock.
+/// clock included, up to date in `__schedule()` before this event. Reached from `prev` (it
+/// runs here, so its run queue is this CPU's) through typed pointers: plain loads the
+/// verifier checks, no helper call; none at all where the kernel keeps no steal clock.
 #[inline(always)]
 fn steal_since_last_switch(prev: *const u8, counters: &mut Counters) -> u64 {
-    let offset = layout().rq_steal_offset;
-    if offset == 0 {
+    let l = layout();
+    // Set only where the path to the run queue exists too.
+    if l.rq_steal_offset == 0 {
         return 0;
     }
-    if counters.run_queue == 0 {
-        // `prev` runs on this CPU, so its run queue is this CPU's, for good.
-        let Some(rq) = run_queue(prev) else {
-            return 0;
-        };
-        counters.run_queue = rq as u64;
-    }
-    let Some(steal) = read_at::<u64>(counters.run_queue as *const u8, offset) else {
-        return 0;
-    };
+    let cfs_rq = read_u64(prev, l.cfs_rq_offset) as *const u8;
+    let rq = read_u64(cfs_rq, l.cfs_rq_rq_offset) as *const u8;
+    let steal = read_u64(rq, l.rq_steal_offset);
     let last = core::mem::replace(&mut counters.steal_ns, steal);
     if last == 0 {
         0
