@@ -195,9 +195,17 @@ pub struct Counters {
     /// closer than the rare sightings of a sample do.
     pub jiffy_seen: u64,
     pub jiffy_seen_ns: u64,
-    /// This CPU's run queue (0: not found yet), and its steal clock at the last switch.
-    pub run_queue: u64,
+    /// This CPU's steal clock at its last switch.
     pub steal_ns: u64,
+    /// This CPU's tick is stopped in idle (`tick_stop`; cleared when it leaves idle): the
+    /// kernel counted its run queue for the load average when the tick stopped, and counts it
+    /// again for a sample only if a tick comes before the CPU leaves idle.
+    pub tick_stopped: u64,
+    /// Changes to this CPU's run queue made while its tick was stopped, after the instant of
+    /// sample `pending_lag_jiffy`: they join `fold_lag` if a tick then counts the queue for
+    /// that sample, and are dropped when the CPU leaves idle first. Other CPUs add to it.
+    pub pending_lag_jiffy: u64,
+    pub pending_lag: i64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -370,9 +378,8 @@ pub struct TaskLayout {
     pub cfs_rq_offset: u32,
     pub cfs_rq_rq_offset: u32,
     pub rq_calc_load_update_offset: u32,
-    /// `nohz_tick_stopped` in `rq` (0: absent): a CPU whose tick stopped in idle counted its
-    /// run queue when it stopped, and will not count it again for this sample.
-    pub rq_nohz_tick_stopped_offset: u32,
+    /// `cpu` in `rq`: whose tick the run queue's count waits for.
+    pub rq_cpu_offset: u32,
     /// `prev_steal_time_rq` in `rq` (0: absent, no CONFIG_PARAVIRT_TIME_ACCOUNTING): the
     /// steal time the run queue's clock has left out of its tasks' CPU time so far.
     pub rq_steal_offset: u32,

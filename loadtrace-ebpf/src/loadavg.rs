@@ -9,7 +9,7 @@
 //! costs nothing on the scheduler's paths.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_jiffies64, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_jiffies64, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -17,7 +17,7 @@ use aya_ebpf::{
 use loadtrace_common::{Counters, LoadSampleAt};
 
 use crate::{
-    maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, layout},
+    maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, counters_of, layout},
     sched::read_at,
 };
 
@@ -47,6 +47,13 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     // 0: the first look on this CPU, which says nothing of when the jiffy moved.
     if before == 0 {
         return 0;
+    }
+    // Moved while the tick is stopped: no CPU leaves idle in an interrupt, so this is the
+    // tick the stopped one was left as, and it counted the queue, held-back changes included.
+    if counters.tick_stopped != 0 && counters.pending_lag_jiffy == before {
+        let held = counters.pending_lag;
+        counters.pending_lag = 0;
+        add_fold_lag(counters, before, held);
     }
     let Some(seen) = LOAD_SAMPLE_SEEN.get_ptr_mut(0) else {
         return 0;
@@ -122,17 +129,68 @@ impl Samples {
             Some(jiffy) if jiffy <= at.next_jiffy => {}
             _ => return,
         }
-        // Stopped in idle before the sample: counted when its tick stopped, and skips this
-        // sample when it wakes (the kernel moves its jiffy on without counting).
-        if l.rq_nohz_tick_stopped_offset != 0
-            && read_at::<u32>(rq, l.rq_nohz_tick_stopped_offset).unwrap_or(0) != 0
+        // The queue's CPU stopped its tick in idle: held back until it is known whether a
+        // tick counts the queue again before the CPU leaves idle.
+        let Some(cpu) = read_at::<u32>(rq, l.rq_cpu_offset) else {
+            return;
+        };
+        let here = unsafe { bpf_get_smp_processor_id() };
+        if cpu == here {
+            if counters.tick_stopped != 0 {
+                hold_fold_lag(counters, at.next_jiffy, delta);
+                return;
+            }
+        } else if let Some(target) = counters_of(cpu)
+            && unsafe { (*target).tick_stopped } != 0
         {
+            hold_fold_lag(unsafe { &mut *target }, at.next_jiffy, delta);
             return;
         }
-        if counters.fold_lag_jiffy != at.next_jiffy {
-            counters.fold_lag_jiffy = at.next_jiffy;
-            counters.fold_lag = 0;
-        }
-        counters.fold_lag += delta;
+        add_fold_lag(counters, at.next_jiffy, delta);
+    }
+}
+
+#[inline(always)]
+fn add_fold_lag(counters: &mut Counters, jiffy: u64, delta: i64) {
+    if counters.fold_lag_jiffy != jiffy {
+        counters.fold_lag_jiffy = jiffy;
+        counters.fold_lag = 0;
+    }
+    counters.fold_lag += delta;
+}
+
+/// Adds to a CPU's held-back changes, from that CPU or another. Not atomic (the BPF target
+/// has no atomic read-modify-write in Rust): two CPUs adding to an idle CPU's slot within the
+/// same few instructions, in the few ticks after a sample, would lose one change.
+#[inline(always)]
+fn hold_fold_lag(target: &mut Counters, jiffy: u64, delta: i64) {
+    if target.pending_lag_jiffy != jiffy {
+        target.pending_lag_jiffy = jiffy;
+        target.pending_lag = 0;
+    }
+    target.pending_lag += delta;
+}
+
+/// `tick_stop(int success, int dependency)`: this CPU stopped its tick in idle (success 1),
+/// and the kernel counted its run queue for the load average as it did (`calc_load_nohz_start`).
+#[btf_tracepoint(function = "tick_stop")]
+#[inline(always)]
+pub fn tick_stop(ctx: BtfTracePointContext) -> i32 {
+    if ctx.arg::<u64>(0) as i32 != 0
+        && let Some(counters) = counters()
+    {
+        counters.tick_stopped = 1;
+    }
+    0
+}
+
+/// The CPU left idle, and its tick runs again. Had its queue not been counted for the sample
+/// meanwhile, the kernel moved its jiffy on without counting: the changes held back are not in
+/// the sample.
+#[inline(always)]
+pub fn left_idle(counters: &mut Counters) {
+    if counters.tick_stopped != 0 {
+        counters.tick_stopped = 0;
+        counters.pending_lag = 0;
     }
 }

@@ -2,6 +2,8 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
+    cty::c_void,
+    helpers::bpf_map_lookup_percpu_elem,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -69,7 +71,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     cfs_rq_offset: 0,
     cfs_rq_rq_offset: 0,
     rq_calc_load_update_offset: 0,
-    rq_nohz_tick_stopped_offset: 0,
+    rq_cpu_offset: 0,
     rq_steal_offset: 0,
 };
 
@@ -82,4 +84,18 @@ pub fn layout() -> TaskLayout {
 #[inline(always)]
 pub fn counters() -> Option<&'static mut Counters> {
     COUNTERS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Another CPU's slot of [`COUNTERS`].
+#[inline(always)]
+pub fn counters_of(cpu: u32) -> Option<*mut Counters> {
+    let key = 0u32;
+    let p = unsafe {
+        bpf_map_lookup_percpu_elem(
+            core::ptr::addr_of!(COUNTERS) as *mut c_void,
+            core::ptr::addr_of!(key) as *const c_void,
+            cpu,
+        )
+    };
+    (!p.is_null()).then_some(p as *mut Counters)
 }

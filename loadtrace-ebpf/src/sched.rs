@@ -38,7 +38,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::Samples,
+    loadavg::{Samples, left_idle},
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -100,6 +100,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // Read from prev like next (a typed pointer, no helper call); tid 0 is a CPU's idle
     // task, which is never load.
     let prev_tid = read_u32(prev, l.pid_offset);
+    if prev_tid == 0 {
+        left_idle(counters);
+    }
     // UNKNOWN_TID: tracing began while this CPU ran someone; `arrived` is that moment.
     let unseen = last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0;
     if unseen {

@@ -43,7 +43,11 @@ pub async fn run(args: Args) -> Result<()> {
     let optional: Vec<&'static str> = tracer::BLOCK_HOOKS
         .iter()
         .copied()
-        .chain([tracer::DELAYED_DEQUEUE_HOOK, tracer::LOAD_SAMPLE_HOOK])
+        .chain([
+            tracer::DELAYED_DEQUEUE_HOOK,
+            tracer::LOAD_SAMPLE_HOOK,
+            tracer::TICK_STOP_HOOK,
+        ])
         .collect();
     let kernel = btf_layout::inspect(std::path::Path::new(btf_layout::VMLINUX_BTF), &optional)?;
     let max_threads = args.max_threads.unwrap_or_else(procfs::max_threads);

@@ -104,7 +104,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         cfs_rq_offset: rq_fields[0],
         cfs_rq_rq_offset: rq_fields[1],
         rq_calc_load_update_offset: rq_fields[2],
-        rq_nohz_tick_stopped_offset: rq_fields[3],
+        rq_cpu_offset: rq_fields[3],
         rq_steal_offset: rq_fields[4],
     })
 }
@@ -112,7 +112,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
 /// Byte offsets of `se.cfs_rq` in `task_struct`, `rq` in `cfs_rq` and `calc_load_update` in
 /// `rq`: how the kernel side reaches a CPU's load-sample jiffy. All 0 where a link is missing
 /// (`cfs_rq` links exist with CONFIG_FAIR_GROUP_SCHED, which every distribution enables).
-/// Then `nohz_tick_stopped` in `rq`, 0 on kernels without NO_HZ, and `prev_steal_time_rq`,
+/// Then `cpu` in `rq`, and `prev_steal_time_rq`,
 /// 0 on kernels that do not take steal time out of their tasks' CPU time.
 fn run_queue_fields(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 5]> {
     let Some(cfs_rq) = member_bit_offset(btf, sched_entity, "cfs_rq")? else {
@@ -125,13 +125,15 @@ fn run_queue_fields(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> R
     let Some(calc_load_update) = member_bit_offset(btf, &run_queue, "calc_load_update")? else {
         return Ok([0; 5]);
     };
-    let tick_stopped = member_bit_offset(btf, &run_queue, "nohz_tick_stopped")?.unwrap_or(0);
+    let Some(cpu) = member_bit_offset(btf, &run_queue, "cpu")? else {
+        return Ok([0; 5]);
+    };
     let steal = member_bit_offset(btf, &run_queue, "prev_steal_time_rq")?.unwrap_or(0);
     Ok([
         (se_bits + cfs_rq) / 8,
         rq / 8,
         calc_load_update / 8,
-        tick_stopped / 8,
+        cpu / 8,
         steal / 8,
     ])
 }
@@ -216,10 +218,7 @@ mod tests {
                 && layout.rq_calc_load_update_offset > 0,
             "se.cfs_rq->rq->calc_load_update found"
         );
-        assert!(
-            layout.rq_nohz_tick_stopped_offset > 0,
-            "rq->nohz_tick_stopped found (NO_HZ kernels)"
-        );
+        assert!(layout.rq_cpu_offset > 0, "rq->cpu found");
         let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
         assert_eq!(
             layout.sched_delayed_offset != 0,

@@ -40,6 +40,10 @@ pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
 /// tick's is where the kernel samples).
 pub const LOAD_SAMPLE_HOOK: &str = "hrtimer_expire_exit";
 
+/// Where a CPU stops its tick in idle (NO_HZ kernels): the kernel counts its run queue for
+/// the load average then, and again only if a tick comes before the CPU leaves idle.
+pub const TICK_STOP_HOOK: &str = "tick_stop";
+
 /// What a CPU's `curr_tid` holds until its first switch: it runs someone, since `curr_since`.
 const UNKNOWN_TID: u32 = u32::MAX;
 
@@ -88,9 +92,9 @@ pub fn check_left_out(left_out: &[String]) -> Result<()> {
 
 /// The programs to attach, in order: the scheduler hooks, the queued-sleeper hook where
 /// sleepers can stay queued, the block hooks that make sense together, and the load-sample
-/// hook where the kernel side can reach the run queue, of the `optional` ones the kernel has
-/// (a subset of [`BLOCK_HOOKS`], [`DELAYED_DEQUEUE_HOOK`] and [`LOAD_SAMPLE_HOOK`]); less
-/// those in `left_out`.
+/// hook where the kernel side can reach the run queue (with [`TICK_STOP_HOOK`] before it), of
+/// the `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`], [`DELAYED_DEQUEUE_HOOK`],
+/// [`LOAD_SAMPLE_HOOK`] and [`TICK_STOP_HOOK`]); less those in `left_out`.
 fn hooks_to_attach(
     delayed_dequeue: bool,
     load_samples: bool,
@@ -115,10 +119,15 @@ fn hooks_to_attach(
     } else {
         &[]
     };
-    let samples: &[&'static str] = if load_samples && optional.contains(&LOAD_SAMPLE_HOOK) {
-        &[LOAD_SAMPLE_HOOK]
-    } else {
-        &[]
+    let samples: &[&'static str] = match (
+        load_samples
+            && optional.contains(&LOAD_SAMPLE_HOOK)
+            && !left_out.iter().any(|l| l == LOAD_SAMPLE_HOOK),
+        optional.contains(&TICK_STOP_HOOK),
+    ) {
+        (true, true) => &[TICK_STOP_HOOK, LOAD_SAMPLE_HOOK],
+        (true, false) => &[LOAD_SAMPLE_HOOK],
+        (false, _) => &[],
     };
     SCHED_HOOKS
         .iter()
@@ -643,7 +652,12 @@ mod tests {
 
     #[test]
     fn hooks_left_out_only_where_the_accounting_survives() {
-        let optional = ["block_rq_complete", DELAYED_DEQUEUE_HOOK, LOAD_SAMPLE_HOOK];
+        let optional = [
+            "block_rq_complete",
+            DELAYED_DEQUEUE_HOOK,
+            LOAD_SAMPLE_HOOK,
+            TICK_STOP_HOOK,
+        ];
         let all = hooks_to_attach(true, true, &optional, &[]);
         assert_eq!(
             all,
@@ -653,13 +667,20 @@ mod tests {
                 "sched_wakeup_new",
                 DELAYED_DEQUEUE_HOOK,
                 "block_rq_complete",
+                TICK_STOP_HOOK,
                 LOAD_SAMPLE_HOOK,
             ]
         );
+        // A kernel without NO_HZ never stops its tick: the load-sample hook goes alone.
+        assert_eq!(
+            hooks_to_attach(true, true, &optional[..3], &[]).last(),
+            Some(&LOAD_SAMPLE_HOOK)
+        );
         // Without delayed dequeue (before 6.12) the queued-sleeper hook has nothing to do.
         assert!(!hooks_to_attach(false, true, &optional, &[]).contains(&DELAYED_DEQUEUE_HOOK));
-        // Without a way to the run queue the load-sample hook has nothing to read.
-        assert!(!hooks_to_attach(true, false, &optional, &[]).contains(&LOAD_SAMPLE_HOOK));
+        // Without a way to the run queue the load-sample hooks have nothing to read.
+        let without = hooks_to_attach(true, false, &optional, &[]);
+        assert!(!without.contains(&LOAD_SAMPLE_HOOK) && !without.contains(&TICK_STOP_HOOK));
 
         let left_out = [
             "sched_wakeup".to_owned(),
