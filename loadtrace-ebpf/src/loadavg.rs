@@ -49,11 +49,13 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     // Moved while the tick is stopped: no CPU leaves idle in an interrupt, so this is the
-    // tick the stopped one was left as, and it counted the queue, held-back changes included.
-    if counters.tick_stopped != 0 && counters.pending_lag_jiffy == before {
+    // tick the stopped one was left as, and it counted the queue, held-back changes included,
+    // into the sample they were held for (a queue idle through earlier samples moves one
+    // period at a time, from a jiffy before it).
+    if counters.tick_stopped != 0 && before <= counters.pending_lag_jiffy {
         let held = counters.pending_lag;
         counters.pending_lag = 0;
-        add_fold_lag(counters, before, held);
+        add_fold_lag(counters, counters.pending_lag_jiffy, held);
     }
     let Some(seen) = LOAD_SAMPLE_SEEN.get_ptr_mut(0) else {
         return 0;
