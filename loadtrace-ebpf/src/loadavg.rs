@@ -154,11 +154,12 @@ impl Samples {
 
 #[inline(always)]
 fn add_fold_lag(counters: &mut Counters, jiffy: u64, delta: i64) {
-    if counters.fold_lag_jiffy != jiffy {
-        counters.fold_lag_jiffy = jiffy;
-        counters.fold_lag = 0;
-    }
-    counters.fold_lag += delta;
+    add_for_sample(
+        &mut counters.fold_lag_jiffy,
+        &mut counters.fold_lag,
+        jiffy,
+        delta,
+    );
 }
 
 /// Adds to a CPU's held-back changes, from that CPU or another. Not atomic (the BPF target
@@ -166,11 +167,22 @@ fn add_fold_lag(counters: &mut Counters, jiffy: u64, delta: i64) {
 /// same few instructions, in the few ticks after a sample, would lose one change.
 #[inline(always)]
 fn hold_fold_lag(target: &mut Counters, jiffy: u64, delta: i64) {
-    if target.pending_lag_jiffy != jiffy {
-        target.pending_lag_jiffy = jiffy;
-        target.pending_lag = 0;
+    add_for_sample(
+        &mut target.pending_lag_jiffy,
+        &mut target.pending_lag,
+        jiffy,
+        delta,
+    );
+}
+
+/// Adds `delta` to a sum kept for the sample of jiffy `jiffy`, begun afresh for a new one.
+#[inline(always)]
+fn add_for_sample(sum_jiffy: &mut u64, sum: &mut i64, jiffy: u64, delta: i64) {
+    if *sum_jiffy != jiffy {
+        *sum_jiffy = jiffy;
+        *sum = 0;
     }
-    target.pending_lag += delta;
+    *sum += delta;
 }
 
 /// `tick_stop(int success, int dependency)`: this CPU stopped its tick in idle (success 1),
