@@ -257,10 +257,18 @@ fn spin(threads: usize, secs: u64, gate: &Gate, then_block: bool) -> Result<Valu
         let (start, tid_tx, done_tx) = (Arc::clone(&start), tid_tx.clone(), done_tx.clone());
         thread::spawn(move || {
             // SAFETY: gettid has no preconditions.
-            tid_tx.send(unsafe { libc::gettid() }).ok();
+            let tid = unsafe { libc::gettid() };
+            tid_tx.send(tid).ok();
             start.wait();
+            // Read once running: on 6.12+ a sleeper left queued at the barrier is charged its
+            // whole wait there as run-queue wait when it first runs again.
+            let before = own_schedstat().ok();
             busy_until(run_for.map(|d| Instant::now() + d));
-            done_tx.send(()).ok();
+            let after = own_schedstat().ok();
+            let loop_runnable_ns = before.zip(after).map(|(b, a)| {
+                (a.exec_ns + a.run_delay_ns).saturating_sub(b.exec_ns + b.run_delay_ns)
+            });
+            done_tx.send((tid, loop_runnable_ns)).ok();
             // Parked rather than exited, so the thread's schedstat stays readable.
             if then_block {
                 block_forever();
@@ -271,10 +279,18 @@ fn spin(threads: usize, secs: u64, gate: &Gate, then_block: bool) -> Result<Valu
     gate.pass(json!({ "tids": tids }))?;
     start.wait();
     let started = Instant::now();
+    let mut loop_runnable_ns = serde_json::Map::new();
     for _ in 0..threads {
-        done_rx.recv().context("a spinning thread died")?;
+        let (tid, ns) = done_rx.recv().context("a spinning thread died")?;
+        loop_runnable_ns.insert(tid.to_string(), json!(ns));
     }
-    Ok(json!({ "threads": threads, "tids": tids, "elapsed_ns": nanos(started.elapsed()) }))
+    Ok(json!({
+        "threads": threads,
+        "tids": tids,
+        "elapsed_ns": nanos(started.elapsed()),
+        // Each worker's schedstat runnable time (CPU + run-queue wait) over its spin alone.
+        "loop_runnable_ns": loop_runnable_ns,
+    }))
 }
 
 /// Busy-loops in user space until the deadline (or forever without one). The clock is
