@@ -125,7 +125,9 @@ pub struct ExitRecord {
 /// missed that jiffy's update a tick later. From `next_ns` until the kernel folds the counts
 /// (`fold_ns`) the kernel side notes every change to a run queue that has not counted yet
 /// for `next_jiffy` ([`Counters::fold_lag`]): the kernel's sample holds those changes, and a
-/// count of every thread at `next_ns` does not.
+/// count of every thread at `next_ns` does not. In the few milliseconds before `next_ns` it
+/// notes the changes the count holds and the sample does not: on a queue that counted
+/// already, or whose CPU leaves idle without counting it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadSampleAt {
@@ -206,6 +208,9 @@ pub struct Counters {
     /// that sample, and are dropped when the CPU leaves idle first. Other CPUs add to it.
     pub pending_lag_jiffy: u64,
     pub pending_lag: i64,
+    /// Such changes made shortly before the instant: in the instant's count, and taken out of
+    /// it (through `fold_lag`) if the CPU leaves idle before a tick counts the queue.
+    pub pending_before: i64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of

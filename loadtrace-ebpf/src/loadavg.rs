@@ -55,6 +55,7 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     if counters.tick_stopped != 0 && before <= counters.pending_lag_jiffy {
         let held = counters.pending_lag;
         counters.pending_lag = 0;
+        counters.pending_before = 0;
         add_fold_lag(counters, counters.pending_lag_jiffy, held);
     }
     let Some(seen) = LOAD_SAMPLE_SEEN.get_ptr_mut(0) else {
@@ -111,25 +112,36 @@ impl Samples {
     }
 
     /// Notes a change of `delta` to the load count of `task`'s run queue (+1: it joined
-    /// `nr_running` from a sleep that does not count; -1: it left for one) when that queue
-    /// has not yet counted for a sample already past: the kernel's sample holds the change, a
-    /// count of every thread at the sample's instant does not. Outside the few ticks after a
-    /// sample this is a comparison.
+    /// `nr_running` from a sleep that does not count; -1: it left for one) where the count of
+    /// every thread at the sample's instant and the kernel's sample would differ by it:
+    /// - after the instant, on a queue that has not yet counted for the sample: the kernel's
+    ///   sample holds the change, the instant's count does not;
+    /// - before the instant (the instant is placed a little after the jiffy began), on a
+    ///   queue that has counted already: the instant's count holds it, the sample does not.
+    ///
+    /// Outside the few ticks around a sample this is a comparison. The thread must be one
+    /// the instant's count knows.
     #[inline(always)]
     pub fn note_fold_lag(self, task: *const u8, now: u64, delta: i64, counters: &mut Counters) {
         let Some(at) = self.0 else {
             return;
         };
-        if at.next_ns == 0 || now < at.next_ns || now >= at.fold_ns {
+        if at.next_ns == 0 || now < at.next_ns.saturating_sub(EARLY_NS) || now >= at.fold_ns {
             return;
         }
+        let before_instant = now < at.next_ns;
         let l = layout();
         let Some(rq) = run_queue(task) else {
             return;
         };
-        match read_at::<u64>(rq, l.rq_calc_load_update_offset) {
-            Some(jiffy) if jiffy <= at.next_jiffy => {}
-            _ => return,
+        let Some(owes) = read_at::<u64>(rq, l.rq_calc_load_update_offset) else {
+            return;
+        };
+        if owes > at.next_jiffy {
+            if before_instant {
+                add_fold_lag(counters, at.next_jiffy, -delta);
+            }
+            return;
         }
         // The queue's CPU stopped its tick in idle: held back until it is known whether a
         // tick counts the queue again before the CPU leaves idle.
@@ -139,50 +151,74 @@ impl Samples {
         let here = unsafe { bpf_get_smp_processor_id() };
         if cpu == here {
             if counters.tick_stopped != 0 {
-                hold_fold_lag(counters, at.next_jiffy, delta);
+                hold_fold_lag(counters, at.next_jiffy, delta, before_instant);
                 return;
             }
         } else if let Some(target) = counters_of(cpu)
             && unsafe { (*target).tick_stopped } != 0
         {
-            hold_fold_lag(unsafe { &mut *target }, at.next_jiffy, delta);
+            hold_fold_lag(
+                unsafe { &mut *target },
+                at.next_jiffy,
+                delta,
+                before_instant,
+            );
             return;
         }
-        add_fold_lag(counters, at.next_jiffy, delta);
+        if !before_instant {
+            add_fold_lag(counters, at.next_jiffy, delta);
+        }
+    }
+
+    /// A wakeup of a thread asleep since before tracing began, which the instant's count
+    /// does not know: only the kernel's later count of its queue can hold it.
+    #[inline(always)]
+    pub fn note_unknown_wakeup(self, task: *const u8, now: u64, counters: &mut Counters) {
+        if let Some(at) = self.0
+            && now >= at.next_ns
+        {
+            self.note_fold_lag(task, now, 1, counters);
+        }
     }
 }
 
+/// How long before a sample's instant a queue may already have counted for it: the instant
+/// is placed from when the CPUs' timer interrupts saw each jiffy, a little after it began,
+/// and a thread woken on a CPU right after its tick counted falls between the two. A jiffy
+/// at HZ=250; at higher HZ the margin is only wider than needed.
+const EARLY_NS: u64 = 4_000_000;
+
+/// Adds to this CPU's fold lag for the sample of `jiffy`; a sample older than the one the lag
+/// is kept for is past counting.
 #[inline(always)]
 fn add_fold_lag(counters: &mut Counters, jiffy: u64, delta: i64) {
-    add_for_sample(
-        &mut counters.fold_lag_jiffy,
-        &mut counters.fold_lag,
-        jiffy,
-        delta,
-    );
-}
-
-/// Adds to a CPU's held-back changes, from that CPU or another. Not atomic (the BPF target
-/// has no atomic read-modify-write in Rust): two CPUs adding to an idle CPU's slot within the
-/// same few instructions, in the few ticks after a sample, would lose one change.
-#[inline(always)]
-fn hold_fold_lag(target: &mut Counters, jiffy: u64, delta: i64) {
-    add_for_sample(
-        &mut target.pending_lag_jiffy,
-        &mut target.pending_lag,
-        jiffy,
-        delta,
-    );
-}
-
-/// Adds `delta` to a sum kept for the sample of jiffy `jiffy`, begun afresh for a new one.
-#[inline(always)]
-fn add_for_sample(sum_jiffy: &mut u64, sum: &mut i64, jiffy: u64, delta: i64) {
-    if *sum_jiffy != jiffy {
-        *sum_jiffy = jiffy;
-        *sum = 0;
+    if jiffy < counters.fold_lag_jiffy {
+        return;
     }
-    *sum += delta;
+    if counters.fold_lag_jiffy != jiffy {
+        counters.fold_lag_jiffy = jiffy;
+        counters.fold_lag = 0;
+    }
+    counters.fold_lag += delta;
+}
+
+/// Holds a change to an idle CPU's queue, from that CPU or another: those after the
+/// instant join the fold lag if a tick counts the queue; those before it, in the instant's
+/// count, are taken out again if the CPU leaves idle first. Not atomic (the BPF target has no
+/// atomic read-modify-write in Rust): two CPUs adding to an idle CPU's slot within the same
+/// few instructions, in the few ticks around a sample, would lose one change.
+#[inline(always)]
+fn hold_fold_lag(target: &mut Counters, jiffy: u64, delta: i64, before_instant: bool) {
+    if target.pending_lag_jiffy != jiffy {
+        target.pending_lag_jiffy = jiffy;
+        target.pending_lag = 0;
+        target.pending_before = 0;
+    }
+    if before_instant {
+        target.pending_before += delta;
+    } else {
+        target.pending_lag += delta;
+    }
 }
 
 /// `tick_stop(int success, int dependency)`: this CPU stopped its tick in idle (success 1),
@@ -199,12 +235,19 @@ pub fn tick_stop(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// The CPU left idle, and its tick runs again. Had its queue not been counted for the sample
-/// meanwhile, the kernel moved its jiffy on without counting: the changes held back are not in
-/// the sample.
+/// meanwhile, the kernel moved its jiffy on without counting (`calc_load_nohz_stop`) and keeps
+/// the count it took when the tick stopped: the changes held back after the instant are not in
+/// the sample, and those before it, in the instant's count, come out. `queue_jiffy` is the
+/// queue's `calc_load_update` now.
 #[inline(always)]
-pub fn left_idle(counters: &mut Counters) {
-    if counters.tick_stopped != 0 {
-        counters.tick_stopped = 0;
-        counters.pending_lag = 0;
+pub fn left_idle(counters: &mut Counters, queue_jiffy: impl FnOnce() -> u64) {
+    if counters.tick_stopped == 0 {
+        return;
+    }
+    counters.tick_stopped = 0;
+    counters.pending_lag = 0;
+    let before = core::mem::replace(&mut counters.pending_before, 0);
+    if before != 0 && queue_jiffy() > counters.pending_lag_jiffy {
+        add_fold_lag(counters, counters.pending_lag_jiffy, -before);
     }
 }

@@ -101,7 +101,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // task, which is never load.
     let prev_tid = read_u32(prev, l.pid_offset);
     if prev_tid == 0 {
-        left_idle(counters);
+        left_idle(counters, || queue_jiffy(prev));
     }
     // UNKNOWN_TID: tracing began while this CPU ran someone; `arrived` is that moment.
     let unseen = last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0;
@@ -159,15 +159,32 @@ fn steal_since_last_switch(prev: *const u8, counters: &mut Counters) -> u64 {
     if l.rq_steal_offset == 0 {
         return 0;
     }
-    let cfs_rq = read_u64(prev, l.cfs_rq_offset) as *const u8;
-    let rq = read_u64(cfs_rq, l.cfs_rq_rq_offset) as *const u8;
-    let steal = read_u64(rq, l.rq_steal_offset);
+    let steal = read_u64(run_queue_of(prev), l.rq_steal_offset);
     let last = core::mem::replace(&mut counters.steal_ns, steal);
     if last == 0 {
         0
     } else {
         steal.saturating_sub(last)
     }
+}
+
+/// `calc_load_update` of the run queue `task` runs on; 0 where the kernel lacks the path.
+#[inline(always)]
+fn queue_jiffy(task: *const u8) -> u64 {
+    let l = layout();
+    if l.cfs_rq_offset == 0 {
+        return 0;
+    }
+    read_u64(run_queue_of(task), l.rq_calc_load_update_offset)
+}
+
+/// The run queue of a task that is running (`se.cfs_rq->rq`), through typed pointers: plain
+/// loads. Only where the layout has the path.
+#[inline(always)]
+fn run_queue_of(task: *const u8) -> *const u8 {
+    let l = layout();
+    let cfs_rq = read_u64(task, l.cfs_rq_offset) as *const u8;
+    read_u64(cfs_rq, l.cfs_rq_rq_offset) as *const u8
 }
 
 /// The state a thread leaves the CPU in, by the kernel's own rule for `nr_uninterruptible`:
@@ -419,7 +436,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let Some(e) = lookup(read_u32(task, l.pid_offset)) else {
         // Asleep since before tracing began: into the count of the queue it joins.
         if let Some(counters) = counters() {
-            Samples::get().note_fold_lag(task, unsafe { bpf_ktime_get_ns() }, 1, counters);
+            Samples::get().note_unknown_wakeup(task, unsafe { bpf_ktime_get_ns() }, counters);
         }
         return 0;
     };
