@@ -101,7 +101,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // task, which is never load.
     let prev_tid = read_u32(prev, l.pid_offset);
     if prev_tid == 0 {
-        left_idle(counters, || queue_jiffy(prev));
+        left_idle(counters, || {
+            read_u64(run_queue_of(prev), l.rq_calc_load_update_offset)
+        });
     }
     // UNKNOWN_TID: tracing began while this CPU ran someone; `arrived` is that moment.
     let unseen = last_in != prev_tid && last_in != UNKNOWN_TID && arrived != 0;
@@ -168,18 +170,8 @@ fn steal_since_last_switch(prev: *const u8, counters: &mut Counters) -> u64 {
     }
 }
 
-/// `calc_load_update` of the run queue `task` runs on; 0 where the kernel lacks the path.
-#[inline(always)]
-fn queue_jiffy(task: *const u8) -> u64 {
-    let l = layout();
-    if l.cfs_rq_offset == 0 {
-        return 0;
-    }
-    read_u64(run_queue_of(task), l.rq_calc_load_update_offset)
-}
-
 /// The run queue of a task that is running (`se.cfs_rq->rq`), through typed pointers: plain
-/// loads. Only where the layout has the path.
+/// loads. Only where the layout has the path (held changes and steal offsets imply it).
 #[inline(always)]
 fn run_queue_of(task: *const u8) -> *const u8 {
     let l = layout();

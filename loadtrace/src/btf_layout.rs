@@ -112,8 +112,8 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
 /// Byte offsets of `se.cfs_rq` in `task_struct`, `rq` in `cfs_rq` and `calc_load_update` in
 /// `rq`: how the kernel side reaches a CPU's load-sample jiffy. All 0 where a link is missing
 /// (`cfs_rq` links exist with CONFIG_FAIR_GROUP_SCHED, which every distribution enables).
-/// Then `cpu` in `rq`, and `prev_steal_time_rq`,
-/// 0 on kernels that do not take steal time out of their tasks' CPU time.
+/// Then `cpu` in `rq`, and `prev_steal_time_rq`, 0 on kernels that do not take steal time out
+/// of their tasks' CPU time.
 fn run_queue_fields(btf: &Btf, se_bits: u32, sched_entity: &btf_rs::Struct) -> Result<[u32; 5]> {
     let Some(cfs_rq) = member_bit_offset(btf, sched_entity, "cfs_rq")? else {
         return Ok([0; 5]);
