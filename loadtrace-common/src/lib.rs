@@ -211,6 +211,14 @@ pub struct Counters {
     /// Such changes made shortly before the instant: in the instant's count, and taken out of
     /// it (through `fold_lag`) if the CPU leaves idle before a tick counts the queue.
     pub pending_before: i64,
+    /// When the thread running here last left `nr_running` to sleep (its dequeue in
+    /// `__schedule()`, before the pick of the next thread and the switch event): where its run
+    /// ends. Cleared at each switch.
+    pub queue_drop_ns: u64,
+    /// When this CPU last put a thread into a run queue, and which queue: a wakeup's enqueue,
+    /// moments before its event fires. Cleared when a wakeup takes it.
+    pub queue_add_ns: u64,
+    pub queue_add_rq: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of

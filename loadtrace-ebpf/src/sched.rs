@@ -5,9 +5,12 @@
 //! - The thread arriving is only named in the CPU's slot (a per-CPU array, no hashing); its
 //!   entry is brought up to date when it leaves.
 //! - A wakeup of a sleeping thread (one hash lookup) stamps where its sleep ended: where the
-//!   kernel moves it back to `nr_running`. Where no stamp was seen, the kernel's own
-//!   `sched_info.run_delay` says, when the thread leaves the CPU, how long it waited in a
-//!   run queue before this run; the rest of the time since it last left was the sleep.
+//!   kernel moved it back to `nr_running`, which the `nr_running` hook saw just before. Where
+//!   no stamp was seen, the kernel's own `sched_info.run_delay` says, when the thread leaves
+//!   the CPU, how long it waited in a run queue before this run; the rest of the time since
+//!   it last left was the sleep.
+//! - A thread going to sleep stops counting at its dequeue, also seen by that hook, before
+//!   the kernel picks the next thread; the switch event comes after the pick.
 //! - Where the kernel switches without the event (counted as `unseen_handovers`), the thread
 //!   found leaving arrived at a moment nothing marked: its CPU time by the kernel's own count
 //!   (`se.sum_exec_runtime`) since it last left says how long it ran, so when it arrived.
@@ -27,7 +30,7 @@
 //! resolved from the running kernel's BTF and handed over as read-only globals.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -93,8 +96,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     let stolen = steal_since_last_switch(prev, counters);
     let arrived = counters.last_switch_ns;
+    let left = departure_time(counters, preempt != 0, prev_state, now);
     let last_in = counters.curr_tid as u32;
-    counters.last_switch_ns = now;
+    // The next thread's run begins where the last one's ended, as in the kernel's books.
+    counters.last_switch_ns = left;
     counters.curr_tid = u64::from(read_u32(next, l.pid_offset));
 
     // Read from prev like next (a typed pointer, no helper call); tid 0 is a CPU's idle
@@ -117,7 +122,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
             tgid: read_u32(prev, l.tgid_offset),
             arrived,
             unseen,
-            now,
+            now: left,
             run_delay: read_u64(prev, l.run_delay_offset),
             sum_exec: read_u64(prev, l.sum_exec_offset),
             stolen,
@@ -138,6 +143,7 @@ struct Departure {
     arrived: u64,
     /// The CPU switched to this thread without an event, some time after `arrived`.
     unseen: bool,
+    /// When it left: the switch, or its dequeue before it if it went to sleep.
     now: u64,
     /// The kernel's total run-queue wait of the thread.
     run_delay: u64,
@@ -147,6 +153,22 @@ struct Departure {
     stolen: u64,
     preempt: bool,
     prev_state: u32,
+}
+
+/// When the thread leaving stopped counting toward load. One going to sleep left
+/// `nr_running` at its dequeue, which the `nr_running` hook stamped; the pick of the next
+/// thread and the scheduler's pressure accounting come between that and this event (some 2 us
+/// of each of a disk writer's sleeps on this host's 6.18, more under emulation), and the
+/// kernel's own accounting (schedstat) ends the run before the dequeue. A preempted thread
+/// stays in `nr_running`: its run ends here.
+#[inline(always)]
+fn departure_time(counters: &mut Counters, preempt: bool, prev_state: u32, now: u64) -> u64 {
+    let dropped = core::mem::replace(&mut counters.queue_drop_ns, 0);
+    if !preempt && prev_state != 0 && dropped >= counters.last_switch_ns && dropped <= now {
+        dropped
+    } else {
+        now
+    }
 }
 
 /// Steal time on this CPU since its previous switch: time the hypervisor ran something else
@@ -391,25 +413,61 @@ fn in_iowait(task: *const u8) -> u8 {
     (u32::from(read_u8(task, l.in_iowait_offset)) & l.in_iowait_mask != 0) as u8
 }
 
-/// `sched_update_nr_running_tp(rq *rq, int change)` (6.12+ only, where sleepers can stay
-/// queued): the kernel dequeues a delayed sleeper while picking the next task, and when it
-/// picks the thread that was running already there is no switch to notice it at. A drop in
-/// this CPU's `nr_running` is such a moment: the followed sleepers are checked again.
+/// `sched_update_nr_running_tp(rq *rq, int change)`: the kernel moving threads in and out of
+/// `nr_running`, the count its load average takes, on the queue given.
+///
+/// - A rise is a wakeup's enqueue (or a move between CPUs): stamped for `sched_wakeup`, which
+///   fires after the enqueue's preemption check, to place the sleep's end.
+/// - A drop while the thread running here is not runnable is that thread dequeuing itself to
+///   sleep: stamped for `sched_switch`, which fires after the pick of the next thread.
+/// - On 6.12+, where sleepers can stay queued, the kernel dequeues such a sleeper while picking
+///   the next task, and when it picks the thread that was running already there is no switch
+///   to notice it at: at a drop the followed sleepers are checked again.
 #[btf_tracepoint(function = "sched_update_nr_running_tp")]
 #[inline(always)]
 pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
-    let change = ctx.arg::<u64>(1) as i32;
-    if change >= 0 {
-        return 0;
-    }
     let Some(counters) = counters() else {
         return 0;
     };
-    // Attached only where the layout has `sched_delayed`: no offset test here.
-    if counters.delayed_count != 0 {
-        settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
+    let change = ctx.arg::<u64>(1) as i32;
+    let now = unsafe { bpf_ktime_get_ns() };
+    if change > 0 {
+        counters.queue_add_ns = now;
+        counters.queue_add_rq = ctx.arg::<u64>(0);
+        return 0;
+    }
+    let l = layout();
+    // A typed pointer: a plain load.
+    let current = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
+    if read_u32(current, l.state_offset) != 0 {
+        counters.queue_drop_ns = now;
+    }
+    if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
+        settle_delayed(counters, now);
     }
     0
+}
+
+/// How long after its enqueue a wakeup's event may come and still be placed at it: the
+/// enqueue and the event run under the same run-queue lock, interrupts off, within
+/// microseconds (tens under emulation). A stamp older than this is another thread's.
+const ENQUEUE_TO_WAKEUP_MAX_NS: u64 = 200_000;
+
+/// When the thread just woken joined `nr_running`: this CPU's enqueue just before, if it
+/// was onto the thread's run queue; otherwise now. The stamp is used once.
+#[inline(always)]
+fn enqueue_time(task: *const u8, now: u64) -> u64 {
+    let Some(counters) = counters() else {
+        return now;
+    };
+    let added = core::mem::replace(&mut counters.queue_add_ns, 0);
+    if added == 0 || added > now || now - added > ENQUEUE_TO_WAKEUP_MAX_NS {
+        return now;
+    }
+    if layout().cfs_rq_offset != 0 && counters.queue_add_rq != run_queue_of(task) as u64 {
+        return now;
+    }
+    added
 }
 
 /// `sched_wakeup(task *p)`: stamps the end of a sleep. The kernel's run-queue clock can lag
@@ -433,7 +491,7 @@ pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     if asleep(e.state) && e.woken_ns <= e.since_ns {
-        let now = unsafe { bpf_ktime_get_ns() };
+        let now = enqueue_time(task, unsafe { bpf_ktime_get_ns() });
         // From a D sleep it was in the count already; a queued sleeper never left it.
         if e.state == SLEEPING
             && let Some(counters) = counters()
@@ -457,7 +515,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let task: *const u8 = ctx.arg(0);
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = enqueue_time(task, unsafe { bpf_ktime_get_ns() });
     let l = layout();
     let tid = read_u32(task, l.pid_offset);
     if tid == 0 {

@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> Result<()> {
         .iter()
         .copied()
         .chain([
-            tracer::DELAYED_DEQUEUE_HOOK,
+            tracer::NR_RUNNING_HOOK,
             tracer::LOAD_SAMPLE_HOOK,
             tracer::TICK_STOP_HOOK,
         ])

@@ -32,9 +32,10 @@ static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 /// unseen before the switch hook is in place (an entry left runnable for ever).
 const SCHED_HOOKS: [&str; 3] = ["sched_switch", "sched_wakeup", "sched_wakeup_new"];
 
-/// Where sleepers can stay queued (6.12+), the moment the kernel finally dequeues one is a
-/// drop of `nr_running` (a bare tracepoint, no trace event).
-pub const DELAYED_DEQUEUE_HOOK: &str = "sched_update_nr_running_tp";
+/// Where the kernel moves threads in and out of `nr_running` (a bare tracepoint, no trace
+/// event, 5.9+): the exact ends of sleeps and runs, and where sleepers can stay queued
+/// (6.12+), the moment the kernel finally dequeues one.
+pub const NR_RUNNING_HOOK: &str = "sched_update_nr_running_tp";
 
 /// Where the kernel's load samples are seen being taken: the end of a timer interrupt (the
 /// tick's is where the kernel samples).
@@ -53,7 +54,7 @@ const EMPTY_PROGRAMS: &[(&str, &str)] = &[
     ("sched_switch", "empty_sched_switch"),
     ("sched_wakeup", "empty_sched_wakeup"),
     ("sched_wakeup_new", "empty_sched_wakeup_new"),
-    (DELAYED_DEQUEUE_HOOK, "empty_sched_update_nr_running_tp"),
+    (NR_RUNNING_HOOK, "empty_sched_update_nr_running_tp"),
     (LOAD_SAMPLE_HOOK, "empty_hrtimer_expire_exit"),
 ];
 
@@ -70,8 +71,7 @@ fn programs_for(hooks: &[&'static str], empty: bool) -> Vec<(&'static str, &'sta
 }
 
 /// The switch hook and the fork hook hold the accounting together; the others refine it.
-const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] =
-    &["sched_wakeup", DELAYED_DEQUEUE_HOOK, LOAD_SAMPLE_HOOK];
+const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", NR_RUNNING_HOOK, LOAD_SAMPLE_HOOK];
 
 /// Refuses to leave out a hook the accounting cannot do without (`--leave-out`, for
 /// measuring what each refining hook costs).
@@ -90,13 +90,12 @@ pub fn check_left_out(left_out: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The programs to attach, in order: the scheduler hooks, the queued-sleeper hook where
-/// sleepers can stay queued, the block hooks that make sense together, and the load-sample
+/// The programs to attach, in order: the scheduler hooks, the `nr_running` hook, the block
+/// hooks that make sense together, and the load-sample
 /// hook where the kernel side can reach the run queue (with [`TICK_STOP_HOOK`] before it), of
-/// the `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`], [`DELAYED_DEQUEUE_HOOK`],
+/// the `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`], [`NR_RUNNING_HOOK`],
 /// [`LOAD_SAMPLE_HOOK`] and [`TICK_STOP_HOOK`]); less those in `left_out`.
 fn hooks_to_attach(
-    delayed_dequeue: bool,
     load_samples: bool,
     optional: &[&'static str],
     left_out: &[String],
@@ -114,8 +113,8 @@ fn hooks_to_attach(
         // Without completions nothing about a request can be told.
         Vec::new()
     };
-    let delayed: &[&'static str] = if delayed_dequeue && optional.contains(&DELAYED_DEQUEUE_HOOK) {
-        &[DELAYED_DEQUEUE_HOOK]
+    let nr_running: &[&'static str] = if optional.contains(&NR_RUNNING_HOOK) {
+        &[NR_RUNNING_HOOK]
     } else {
         &[]
     };
@@ -131,7 +130,7 @@ fn hooks_to_attach(
     };
     SCHED_HOOKS
         .iter()
-        .chain(delayed)
+        .chain(nr_running)
         .chain(&block)
         .chain(samples)
         .copied()
@@ -205,7 +204,7 @@ pub fn monotonic_ns() -> u64 {
 impl Tracer {
     /// Loads the programs for this kernel's `task_struct` layout, with room for `max_tasks`
     /// threads, and attaches them, with the `optional` hooks the kernel has (a subset of
-    /// [`BLOCK_HOOKS`] and [`DELAYED_DEQUEUE_HOOK`]), less those in `left_out`; with
+    /// [`BLOCK_HOOKS`] and [`NR_RUNNING_HOOK`]), less those in `left_out`; with
     /// `empty`, empty programs on the scheduler hooks instead (to measure the floor).
     pub fn start(
         layout: &TaskLayout,
@@ -220,12 +219,7 @@ impl Tracer {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
         let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let hooks = hooks_to_attach(
-            layout.sched_delayed_offset != 0,
-            layout.cfs_rq_offset != 0,
-            optional,
-            left_out,
-        );
+        let hooks = hooks_to_attach(layout.cfs_rq_offset != 0, optional, left_out);
         let programs = programs_for(&hooks, empty);
         for &(hook, name) in &programs {
             match ebpf.program_mut(name) {
@@ -632,7 +626,7 @@ mod tests {
             "sched_switch",
             "sched_wakeup",
             "sched_wakeup_new",
-            DELAYED_DEQUEUE_HOOK,
+            NR_RUNNING_HOOK,
             LOAD_SAMPLE_HOOK,
             "block_rq_complete",
         ];
@@ -654,18 +648,18 @@ mod tests {
     fn hooks_left_out_only_where_the_accounting_survives() {
         let optional = [
             "block_rq_complete",
-            DELAYED_DEQUEUE_HOOK,
+            NR_RUNNING_HOOK,
             LOAD_SAMPLE_HOOK,
             TICK_STOP_HOOK,
         ];
-        let all = hooks_to_attach(true, true, &optional, &[]);
+        let all = hooks_to_attach(true, &optional, &[]);
         assert_eq!(
             all,
             [
                 "sched_switch",
                 "sched_wakeup",
                 "sched_wakeup_new",
-                DELAYED_DEQUEUE_HOOK,
+                NR_RUNNING_HOOK,
                 "block_rq_complete",
                 TICK_STOP_HOOK,
                 LOAD_SAMPLE_HOOK,
@@ -673,22 +667,22 @@ mod tests {
         );
         // A kernel without NO_HZ never stops its tick: the load-sample hook goes alone.
         assert_eq!(
-            hooks_to_attach(true, true, &optional[..3], &[]).last(),
+            hooks_to_attach(true, &optional[..3], &[]).last(),
             Some(&LOAD_SAMPLE_HOOK)
         );
-        // Without delayed dequeue (before 6.12) the queued-sleeper hook has nothing to do.
-        assert!(!hooks_to_attach(false, true, &optional, &[]).contains(&DELAYED_DEQUEUE_HOOK));
+        // A kernel without the `nr_running` tracepoint (before 5.9) goes without the hook.
+        assert!(!hooks_to_attach(true, &optional[..1], &[]).contains(&NR_RUNNING_HOOK));
         // Without a way to the run queue the load-sample hooks have nothing to read.
-        let without = hooks_to_attach(true, false, &optional, &[]);
+        let without = hooks_to_attach(false, &optional, &[]);
         assert!(!without.contains(&LOAD_SAMPLE_HOOK) && !without.contains(&TICK_STOP_HOOK));
 
         let left_out = [
             "sched_wakeup".to_owned(),
-            DELAYED_DEQUEUE_HOOK.to_owned(),
+            NR_RUNNING_HOOK.to_owned(),
             LOAD_SAMPLE_HOOK.to_owned(),
         ];
         check_left_out(&left_out).unwrap();
-        let lean = hooks_to_attach(true, true, &optional, &left_out);
+        let lean = hooks_to_attach(true, &optional, &left_out);
         assert_eq!(
             lean,
             ["sched_switch", "sched_wakeup_new", "block_rq_complete"]

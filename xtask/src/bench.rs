@@ -65,7 +65,8 @@ impl Mode {
 }
 
 /// The hooks that refine the accounting, left out one after the other by `--hook-costs`:
-/// the queued-sleeper hook (6.12+), then the wakeup stamp too.
+/// the `nr_running` hook (the exact ends of sleeps and runs, and queued sleepers on 6.12+),
+/// then the wakeup stamp too.
 const LEFT_OUT: [&[&str]; 2] = [
     &["sched_update_nr_running_tp"],
     &["sched_update_nr_running_tp", "sched_wakeup"],
