@@ -78,7 +78,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
     let l = layout();
     let preempt: u64 = ctx.arg(0);
     let prev: *const u8 = ctx.arg(1);
@@ -90,13 +89,15 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     };
 
     counters.switches += 1;
+    let left = departure_time(counters, preempt != 0, prev_state);
+    // Stale once the CPU switches: an enqueue's stamp is for a wakeup within the same run.
+    counters.queue_add_ns = 0;
     // The offset test first: a constant, so kernels without delayed dequeue drop the call.
     if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
-        settle_delayed(counters, now);
+        settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
     }
     let stolen = steal_since_last_switch(prev, counters);
     let arrived = counters.last_switch_ns;
-    let left = departure_time(counters, preempt != 0, prev_state, now);
     let last_in = counters.curr_tid as u32;
     // The next thread's run begins where the last one's ended, as in the kernel's books.
     counters.last_switch_ns = left;
@@ -160,14 +161,15 @@ struct Departure {
 /// thread and the scheduler's pressure accounting come between that and this event (some 2 us
 /// of each of a disk writer's sleeps on this host's 6.18, more under emulation), and the
 /// kernel's own accounting (schedstat) ends the run before the dequeue. A preempted thread
-/// stays in `nr_running`: its run ends here.
+/// stays in `nr_running`: its run ends here. The stamp stands in for this event's own clock
+/// read, so a sleep's switch reads the clock no more often than before.
 #[inline(always)]
-fn departure_time(counters: &mut Counters, preempt: bool, prev_state: u32, now: u64) -> u64 {
+fn departure_time(counters: &mut Counters, preempt: bool, prev_state: u32) -> u64 {
     let dropped = core::mem::replace(&mut counters.queue_drop_ns, 0);
-    if !preempt && prev_state != 0 && dropped >= counters.last_switch_ns && dropped <= now {
+    if !preempt && prev_state != 0 && dropped != 0 && dropped >= counters.last_switch_ns {
         dropped
     } else {
-        now
+        unsafe { bpf_ktime_get_ns() }
     }
 }
 
@@ -430,44 +432,43 @@ pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let change = ctx.arg::<u64>(1) as i32;
-    let now = unsafe { bpf_ktime_get_ns() };
     if change > 0 {
-        counters.queue_add_ns = now;
+        counters.queue_add_ns = unsafe { bpf_ktime_get_ns() };
         counters.queue_add_rq = ctx.arg::<u64>(0);
         return 0;
     }
     let l = layout();
     // A typed pointer: a plain load.
     let current = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
-    if read_u32(current, l.state_offset) != 0 {
+    let going_to_sleep = read_u32(current, l.state_offset) != 0;
+    let delayed = l.sched_delayed_offset != 0 && counters.delayed_count != 0;
+    if !going_to_sleep && !delayed {
+        return 0;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    if going_to_sleep {
         counters.queue_drop_ns = now;
     }
-    if l.sched_delayed_offset != 0 && counters.delayed_count != 0 {
+    if delayed {
         settle_delayed(counters, now);
     }
     0
 }
 
-/// How long after its enqueue a wakeup's event may come and still be placed at it: the
-/// enqueue and the event run under the same run-queue lock, interrupts off, within
-/// microseconds (tens under emulation). A stamp older than this is another thread's.
-const ENQUEUE_TO_WAKEUP_MAX_NS: u64 = 200_000;
-
-/// When the thread just woken joined `nr_running`: this CPU's enqueue just before, if it
-/// was onto the thread's run queue; otherwise now. The stamp is used once.
+/// When the thread being woken joined `nr_running`: this CPU's enqueue just before, if it
+/// was onto the thread's run queue (a wakeup of a thread still queued enqueues nothing). The
+/// stamp is taken either way, so that it serves one wakeup only; it stands in for the
+/// wakeup's own clock read.
 #[inline(always)]
-fn enqueue_time(task: *const u8, now: u64) -> u64 {
-    let Some(counters) = counters() else {
-        return now;
-    };
+fn enqueue_stamp(task: *const u8) -> Option<u64> {
+    let counters = counters()?;
     let added = core::mem::replace(&mut counters.queue_add_ns, 0);
-    if added == 0 || added > now || now - added > ENQUEUE_TO_WAKEUP_MAX_NS {
-        return now;
+    if added == 0
+        || (layout().cfs_rq_offset != 0 && counters.queue_add_rq != run_queue_of(task) as u64)
+    {
+        return None;
     }
-    if layout().cfs_rq_offset != 0 && counters.queue_add_rq != run_queue_of(task) as u64 {
-        return now;
-    }
-    added
+    Some(added)
 }
 
 /// `sched_wakeup(task *p)`: stamps the end of a sleep. The kernel's run-queue clock can lag
@@ -483,15 +484,17 @@ fn enqueue_time(task: *const u8, now: u64) -> u64 {
 pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let l = layout();
+    let enqueued = enqueue_stamp(task);
+    let now = || enqueued.unwrap_or_else(|| unsafe { bpf_ktime_get_ns() });
     let Some(e) = lookup(read_u32(task, l.pid_offset)) else {
         // Asleep since before tracing began: into the count of the queue it joins.
         if let Some(counters) = counters() {
-            Samples::get().note_unknown_wakeup(task, unsafe { bpf_ktime_get_ns() }, counters);
+            Samples::get().note_unknown_wakeup(task, now(), counters);
         }
         return 0;
     };
     if asleep(e.state) && e.woken_ns <= e.since_ns {
-        let now = enqueue_time(task, unsafe { bpf_ktime_get_ns() });
+        let now = now();
         // From a D sleep it was in the count already; a queued sleeper never left it.
         if e.state == SLEEPING
             && let Some(counters) = counters()
@@ -515,7 +518,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     let task: *const u8 = ctx.arg(0);
-    let now = enqueue_time(task, unsafe { bpf_ktime_get_ns() });
+    let now = enqueue_stamp(task).unwrap_or_else(|| unsafe { bpf_ktime_get_ns() });
     let l = layout();
     let tid = read_u32(task, l.pid_offset);
     if tid == 0 {
