@@ -498,6 +498,11 @@ fn box_runnable_time_matches_the_run_queues_totals() -> Result<()> {
         "runnable tasks over {REPORTS} reports of a fork storm: loadtrace {traced:.4}, run \
          queues {kernel:.4}"
     ));
-    // 175 s of such a storm in the 6.1 VM agreed to 0.46% (ACCURACY.md), 8 s to 0.02-0.5%.
-    check::near_fraction("runnable tasks (average count)", traced, kernel, 0.02)
+    // The run queues' totals start each wait at the run-queue clock read before the enqueue
+    // and end each run at the one read before the dequeue; loadtrace counts from the moment
+    // `nr_running` rises to the moment it drops, after each. Under emulation a fork's or a
+    // wakeup's enqueue takes tens of microseconds, so loadtrace's count comes out up to 1.5%
+    // below (8 s of storm, four runs: -1.50%, -0.98%, +0.37%, -1.05%; before loadtrace
+    // followed `nr_running`'s changes, 0.02-0.5%).
+    check::near_fraction("runnable tasks (average count)", traced, kernel, 0.03)
 }
