@@ -420,8 +420,9 @@ fn in_iowait(task: *const u8) -> u8 {
 ///
 /// - A rise is a wakeup's enqueue (or a move between CPUs): stamped for `sched_wakeup`, which
 ///   fires after the enqueue's preemption check, to place the sleep's end.
-/// - A drop while the thread running here is not runnable is that thread dequeuing itself to
-///   sleep: stamped for `sched_switch`, which fires after the pick of the next thread.
+/// - A drop on this CPU's queue while the thread running here is not runnable is that thread
+///   dequeuing itself to sleep: stamped for `sched_switch`, which fires after the pick of the
+///   next thread.
 /// - On 6.12+, where sleepers can stay queued, the kernel dequeues such a sleeper while picking
 ///   the next task, and when it picks the thread that was running already there is no switch
 ///   to notice it at: at a drop the followed sleepers are checked again.
@@ -438,9 +439,12 @@ pub fn sched_update_nr_running_tp(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let l = layout();
-    // A typed pointer: a plain load.
+    // A typed pointer: plain loads.
     let current = unsafe { generated::bpf_get_current_task_btf() } as *const u8;
-    let going_to_sleep = read_u32(current, l.state_offset) != 0;
+    // Its own queue only: a CPU about to idle pulls threads from other CPUs' queues while its
+    // sleeper is still the current task, microseconds after the sleeper's own dequeue.
+    let going_to_sleep = read_u32(current, l.state_offset) != 0
+        && (l.cfs_rq_offset == 0 || run_queue_of(current) as u64 == ctx.arg::<u64>(0));
     let delayed = l.sched_delayed_offset != 0 && counters.delayed_count != 0;
     if !going_to_sleep && !delayed {
         return 0;
