@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, ensure};
 use loadtrace_tests::procfs::{self, Schedstat};
 use loadtrace_tests::{
-    Loadtrace, Options, Received, Workload, check, in_vm, note, patience, reports_within,
+    Loadtrace, Options, Received, Thread, Workload, check, in_vm, note, patience, reports_within,
     require_root, runnable_against_run_queues, workload_bin,
 };
 
@@ -230,12 +230,8 @@ fn check_sleeper(
     before: &Schedstat,
     after: &Schedstat,
 ) -> Result<()> {
-    let threads: Vec<_> = reports
-        .iter()
-        .filter_map(|r| r.report.process(pid)?.thread(tid))
-        .collect();
-    let on_cpu_ns: u64 = threads.iter().map(|t| t.on_cpu_ns - t.stolen_ns).sum();
-    let waited_ns: u64 = threads.iter().map(|t| t.runqueue_ns).sum();
+    let on_cpu_ns = thread_sum(reports, pid, tid, |t| t.on_cpu_ns - t.stolen_ns);
+    let waited_ns = thread_sum(reports, pid, tid, |t| t.runqueue_ns);
     let exec_ns = after.exec_ns - before.exec_ns;
     let run_delay_ns = after.run_delay_ns - before.run_delay_ns;
     note(&format!(
@@ -273,10 +269,17 @@ fn schedstats(pid: u32, tids: &[u32]) -> Result<BTreeMap<u32, Schedstat>> {
 /// A thread's on-CPU plus run-queue time summed over all reports, from thread_detail; less
 /// steal time, which schedstat's CPU time leaves out (its run-queue wait keeps it).
 fn traced_runnable_ns(reports: &[Received], pid: u32, tid: u32) -> u64 {
+    thread_sum(reports, pid, tid, |t| {
+        t.on_cpu_ns - t.stolen_ns + t.runqueue_ns
+    })
+}
+
+/// A figure of one thread summed over all reports, from thread_detail.
+fn thread_sum(reports: &[Received], pid: u32, tid: u32, figure: impl Fn(&Thread) -> u64) -> u64 {
     reports
         .iter()
         .filter_map(|r| r.report.process(pid)?.thread(tid))
-        .map(|t| t.on_cpu_ns - t.stolen_ns + t.runqueue_ns)
+        .map(figure)
         .sum()
 }
 
