@@ -116,6 +116,12 @@ pub async fn run(args: Args) -> Result<()> {
                 samples.count(&mut tracer)?;
             }
             _ = ticks.tick() => {
+                // Read beside /proc/loadavg, the averages must hold the samples it holds.
+                if let Some(due) = samples.report_waits_until(monotonic_ns()) {
+                    sleep_until_monotonic(Some(due)).await;
+                    tracer.drain_exits(&mut exits);
+                    samples.count(&mut tracer)?;
+                }
                 tracer.drain_exits(&mut exits);
                 let now_ns = monotonic_ns();
                 let live = tracer.sweep()?;

@@ -19,6 +19,15 @@ const LEAD_NS: u64 = 20_000_000;
 /// How long after the kernel folds a sample its count is taken: until the fold the kernel
 /// side still notes changes on CPUs that count late; this leaves room for the timer's slack.
 const MARGIN_NS: u64 = 5_000_000;
+/// How early the kernel may fold a sample against loadtrace's idea of the fold: the instants
+/// are placed up to tens of µs after their jiffy began.
+const FOLD_EARLY_NS: u64 = 1_000_000;
+
+/// Whether a report at `now` falls between the kernel's fold of a sample and its count,
+/// which is due at `due`.
+fn report_waits(now: u64, due: u64) -> bool {
+    now + MARGIN_NS + FOLD_EARLY_NS >= due
+}
 
 #[derive(Default)]
 pub struct LoadSamples {
@@ -45,6 +54,14 @@ impl LoadSamples {
     pub fn due_ns(&self) -> Option<u64> {
         self.next_ns
             .map(|t| t + self.clock.fold_delay_ns() + MARGIN_NS)
+    }
+
+    /// When a report taken at `now` must wait for the count due then: the kernel may already
+    /// have folded the sample, and /proc/loadavg read in the report would hold it while the
+    /// averages did not yet (a report 0.6 ms after a fold otherwise shows the averages a whole
+    /// sample behind the kernel's).
+    pub fn report_waits_until(&self, now: u64) -> Option<u64> {
+        self.due_ns().filter(|&due| report_waits(now, due))
     }
 
     /// What the kernel side is told: the sample just past, and the next one.
@@ -128,5 +145,25 @@ impl LoadSamples {
         }
         self.next_ns = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_waits_only_once_the_kernel_may_have_folded() {
+        let fold = 10_000_000_000;
+        let due = fold + MARGIN_NS;
+        // Well before the fold: neither the kernel's figures nor the averages hold the sample.
+        assert!(!report_waits(fold - 2 * FOLD_EARLY_NS, due));
+        // Just before the expected fold (the instant may be placed late), after it, and up
+        // to the count: the kernel may hold it, so the count comes first.
+        assert!(report_waits(fold - FOLD_EARLY_NS / 2, due));
+        assert!(report_waits(fold + 600_000, due));
+        assert!(report_waits(due, due));
+        // Past the count's time with its timer not yet served: counted first, at once.
+        assert!(report_waits(due + 1, due));
     }
 }
