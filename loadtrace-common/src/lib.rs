@@ -169,13 +169,20 @@ pub struct Counters {
     pub io_untracked: u64,
     /// Completed requests whose per-process totals had no room (I/O map full): lost.
     pub io_lost: u64,
-    /// Switches whose outgoing thread was not the one last switched in on that CPU: the
-    /// kernel moved threads on or off the CPU without a sched_switch event.
+    /// Handovers without a sched_switch event: switches whose outgoing thread was not the one
+    /// last switched in on that CPU, and timer interrupts (or the idle loop) that found
+    /// another thread running than the one last switched in.
     pub unseen_handovers: u64,
     /// Time of this CPU's last context switch: when `curr_tid` arrived on it.
     pub last_switch_ns: u64,
     /// The thread this CPU last switched to (0: idle or not known yet).
     pub curr_tid: u64,
+    /// Its `task_struct` address, for checked reads when it turns out to have left without
+    /// a switch event.
+    pub curr_task: u64,
+    /// `curr_tid` was found running by a timer interrupt after a handover without an event:
+    /// its arrival is known only from its CPU time.
+    pub arrival_unknown: u64,
     /// Sleepers that stayed queued on this CPU: their `task_struct` addresses and ids, in
     /// slots (0: free), checked at each switch here until the kernel dequeues them.
     pub delayed_tasks: [u64; DELAYED_SLOTS],

@@ -18,7 +18,7 @@ use loadtrace_common::{Counters, LoadSampleAt};
 
 use crate::{
     maps::{LOAD_SAMPLE_AT, LOAD_SAMPLE_SEEN, counters, counters_of, layout},
-    sched::read_at,
+    sched::{notice_unseen_handover, read_at, settle_delayed},
 };
 
 /// `hrtimer_expire_exit(struct hrtimer *)`: a timer's handler has run; the tick's is where
@@ -29,6 +29,7 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
+    check_handover(counters);
     // Jiffies first: the clock read after it is at or after the jiffy's start. The clock is
     // read only for a jiffy this CPU has not seen yet.
     let jiffies = unsafe { bpf_jiffies64() };
@@ -77,13 +78,13 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
 #[inline(always)]
 fn calc_load_update() -> Option<u64> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    read_at(run_queue(task)?, layout().rq_calc_load_update_offset)
+    read_at(run_queue_at(task)?, layout().rq_calc_load_update_offset)
 }
 
 /// A task's run queue, reached through its fair-class run queue (every task has one,
 /// whatever its class; the idle task too).
 #[inline(always)]
-fn run_queue(task: *const u8) -> Option<*const u8> {
+pub fn run_queue_at(task: *const u8) -> Option<*const u8> {
     let l = layout();
     let cfs_rq: u64 = read_at(task, l.cfs_rq_offset)?;
     let rq: u64 = read_at(cfs_rq as *const u8, l.cfs_rq_rq_offset)?;
@@ -131,7 +132,7 @@ impl Samples {
         }
         let before_instant = now < at.next_ns;
         let l = layout();
-        let Some(rq) = run_queue(task) else {
+        let Some(rq) = run_queue_at(task) else {
             return;
         };
         let Some(owes) = read_at::<u64>(rq, l.rq_calc_load_update_offset) else {
@@ -226,12 +227,25 @@ fn hold_fold_lag(target: &mut Counters, jiffy: u64, delta: i64, before_instant: 
 #[btf_tracepoint(function = "tick_stop")]
 #[inline(always)]
 pub fn tick_stop(ctx: BtfTracePointContext) -> i32 {
-    if ctx.arg::<u64>(0) as i32 != 0
-        && let Some(counters) = counters()
-    {
+    let Some(counters) = counters() else {
+        return 0;
+    };
+    // The idle loop stops the tick right after the switch to idle, seen or not.
+    check_handover(counters);
+    if ctx.arg::<u64>(0) as i32 != 0 {
         counters.tick_stopped = 1;
     }
     0
+}
+
+/// Where this CPU's last switch event is not the whole story: a handover without an event,
+/// and sleepers left queued that the kernel dequeued while picking without one.
+#[inline(always)]
+fn check_handover(counters: &mut Counters) {
+    notice_unseen_handover(counters);
+    if layout().sched_delayed_offset != 0 && counters.delayed_count != 0 {
+        settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
+    }
 }
 
 /// The CPU left idle, and its tick runs again. Had its queue not been counted for the sample

@@ -30,7 +30,7 @@
 //! resolved from the running kernel's BTF and handed over as read-only globals.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
+    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -41,7 +41,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::{Samples, left_idle},
+    loadavg::{Samples, left_idle, run_queue_at},
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -102,6 +102,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     // The next thread's run begins where the last one's ended, as in the kernel's books.
     counters.last_switch_ns = left;
     counters.curr_tid = u64::from(read_u32(next, l.pid_offset));
+    counters.curr_task = next as u64;
+    // A thread a timer interrupt found here after an unseen handover: its arrival is known
+    // only from its CPU time.
+    let arrival_unknown = core::mem::replace(&mut counters.arrival_unknown, 0) != 0;
 
     // Read from prev like next (a typed pointer, no helper call); tid 0 is a CPU's idle
     // task, which is never load.
@@ -116,6 +120,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if unseen {
         counters.unseen_handovers += 1;
     }
+    let unseen = unseen || arrival_unknown;
     if prev_tid != 0 && arrived != 0 {
         let departure = Departure {
             task: prev,
@@ -218,6 +223,124 @@ fn state_after_switch_out(preempt: bool, prev_state: u32) -> u8 {
     }
 }
 
+/// Checks, from a timer interrupt or the idle loop stopping its tick, that the thread running
+/// here is the one the last switch named. Some kernels hand a CPU over without a switch event
+/// (see `unseen_handovers`); the CPU's next switch notices, but until then the thread named
+/// would stay on the CPU, and load at every sample, for as long as the CPU idles. Its run is
+/// closed here instead, where it sleeps now, at the latest moment its CPU time allows; the
+/// thread found running arrived after that, when exactly its own CPU time tells at its
+/// departure.
+#[inline(always)]
+pub fn notice_unseen_handover(counters: &mut Counters) {
+    let named = counters.curr_tid;
+    if named == u64::from(UNKNOWN_TID) || counters.last_switch_ns == 0 {
+        return;
+    }
+    let l = layout();
+    let current = unsafe { bpf_get_current_task() } as *const u8;
+    let Some(pid) = read_at::<u32>(current, l.pid_offset) else {
+        return;
+    };
+    if u64::from(pid) == named {
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    counters.unseen_handovers += 1;
+    let arrived = counters.last_switch_ns;
+    let left = if named == 0 {
+        // Out of idle: as a switch from the idle task would.
+        left_idle(counters, || {
+            run_queue_at(current)
+                .and_then(|rq| read_at(rq, l.rq_calc_load_update_offset))
+                .unwrap_or(0)
+        });
+        arrived
+    } else {
+        let unknown = counters.arrival_unknown != 0;
+        close_unseen_run(
+            named as u32,
+            counters.curr_task as *const u8,
+            arrived,
+            unknown,
+            now,
+            counters,
+        )
+    };
+    counters.curr_tid = u64::from(pid);
+    counters.curr_task = current as u64;
+    counters.last_switch_ns = left;
+    counters.arrival_unknown = (pid != 0) as u64;
+}
+
+/// Closes the run of a thread that left its CPU without an event, from checked reads of its
+/// `task_struct` (kept from the switch that brought it): it ran for the CPU time the kernel
+/// counted since it last left, from `arrived` on (or, where its arrival was not seen either,
+/// up to `now`), and sleeps since. Returns when it left; `arrived` where its run is not closed
+/// (gone, exiting: its exit is followed on its own, or runnable again).
+#[inline(always)]
+fn close_unseen_run(
+    tid: u32,
+    task: *const u8,
+    arrived: u64,
+    arrival_unknown: bool,
+    now: u64,
+    counters: &mut Counters,
+) -> u64 {
+    let l = layout();
+    if read_at::<u32>(task, l.pid_offset) != Some(tid) {
+        return arrived;
+    }
+    let (Some(state), Some(sum_exec), Some(run_delay)) = (
+        read_at::<u32>(task, l.state_offset),
+        read_at::<u64>(task, l.sum_exec_offset),
+        read_at::<u64>(task, l.run_delay_offset),
+    ) else {
+        return arrived;
+    };
+    // Runnable again (queued, or running on another CPU, perhaps unseen there too): its
+    // entry is left to its next departure seen, as it was before this check. Closing it here
+    // as runnable would keep it so, wrongly, through sleeps whose switches go unseen.
+    if state == 0 || state & TASK_DEAD != 0 {
+        return arrived;
+    }
+    let Some(e) = lookup(tid) else {
+        return arrived;
+    };
+    let left = if arrival_unknown {
+        now
+    } else {
+        arrived
+            .saturating_add(sum_exec.saturating_sub(e.sum_exec_ns))
+            .min(now)
+    };
+    let d = Departure {
+        task,
+        tid,
+        tgid: e.tgid,
+        arrived,
+        unseen: arrival_unknown,
+        now: left,
+        run_delay,
+        sum_exec,
+        stolen: 0,
+        preempt: false,
+        prev_state: state,
+    };
+    let next_state = state_after_switch_out(false, state);
+    let samples = Samples::get();
+    if next_state == SLEEPING {
+        samples.note_fold_lag(task, left, -1, counters);
+    }
+    let iowait = if next_state == UNINTERRUPTIBLE {
+        read_at::<u8>(task, l.in_iowait_offset)
+            .map_or(0, |b| (u32::from(b) & l.in_iowait_mask != 0) as u8)
+    } else {
+        0
+    };
+    close_run(e, &d, next_state, iowait, samples, counters);
+    left
+}
+
 /// A state that a wakeup ends.
 #[inline(always)]
 fn asleep(state: u8) -> bool {
@@ -248,7 +371,7 @@ fn stays_queued(d: &Departure, counters: &mut Counters) -> bool {
 /// does so while picking the next task, so this switch is when). A thread woken meanwhile
 /// is left to its own next switch, which knows when its sleep ended.
 #[inline(always)]
-fn settle_delayed(counters: &mut Counters, now: u64) {
+pub fn settle_delayed(counters: &mut Counters, now: u64) {
     let l = layout();
     for i in 0..DELAYED_SLOTS {
         let tid = counters.delayed_tids[i];
@@ -342,6 +465,25 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
         insert(d.tid, &e, counters);
         return;
     };
+    let iowait = if next_state == UNINTERRUPTIBLE {
+        in_iowait(prev)
+    } else {
+        0
+    };
+    close_run(e, d, next_state, iowait, samples, counters);
+}
+
+/// Brings a thread's entry up to its departure: the state it left in, the wait before this
+/// run and the run itself, and the state it is in from now on (`iowait`: of a D sleep).
+#[inline(always)]
+fn close_run(
+    e: &mut TaskEntry,
+    d: &Departure,
+    next_state: u8,
+    iowait: u8,
+    samples: Samples,
+    counters: &mut Counters,
+) {
     begin_update(e);
     let arrived = if d.unseen {
         arrival_after_unseen_switch(d, e)
@@ -399,11 +541,7 @@ fn leave(prev: *const u8, d: &Departure, counters: &mut Counters) {
     } else {
         e.totals.involuntary_switches += 1;
     }
-    e.iowait = if next_state == UNINTERRUPTIBLE {
-        in_iowait(prev)
-    } else {
-        0
-    };
+    e.iowait = iowait;
     e.state = next_state;
     e.since_ns = d.now;
     end_update(e);
