@@ -29,7 +29,8 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     let Some(counters) = counters() else {
         return 0;
     };
-    check_handover(counters);
+    let current = unsafe { bpf_get_current_task() } as *const u8;
+    check_handover(counters, current);
     // Jiffies first: the clock read after it is at or after the jiffy's start. The clock is
     // read only for a jiffy this CPU has not seen yet.
     let jiffies = unsafe { bpf_jiffies64() };
@@ -37,7 +38,7 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
         counters.jiffy_seen = jiffies;
         counters.jiffy_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
-    let Some(jiffy) = calc_load_update() else {
+    let Some(jiffy) = calc_load_update(current) else {
         return 0;
     };
     let before = counters.calc_load_update;
@@ -74,17 +75,16 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// The current CPU's `rq->calc_load_update`.
+/// The `rq->calc_load_update` of the CPU `task` runs on.
 #[inline(always)]
-fn calc_load_update() -> Option<u64> {
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    read_at(run_queue_at(task)?, layout().rq_calc_load_update_offset)
+pub fn calc_load_update(task: *const u8) -> Option<u64> {
+    read_at(run_queue(task)?, layout().rq_calc_load_update_offset)
 }
 
 /// A task's run queue, reached through its fair-class run queue (every task has one,
 /// whatever its class; the idle task too).
 #[inline(always)]
-pub fn run_queue_at(task: *const u8) -> Option<*const u8> {
+fn run_queue(task: *const u8) -> Option<*const u8> {
     let l = layout();
     let cfs_rq: u64 = read_at(task, l.cfs_rq_offset)?;
     let rq: u64 = read_at(cfs_rq as *const u8, l.cfs_rq_rq_offset)?;
@@ -132,7 +132,7 @@ impl Samples {
         }
         let before_instant = now < at.next_ns;
         let l = layout();
-        let Some(rq) = run_queue_at(task) else {
+        let Some(rq) = run_queue(task) else {
             return;
         };
         let Some(owes) = read_at::<u64>(rq, l.rq_calc_load_update_offset) else {
@@ -231,7 +231,7 @@ pub fn tick_stop(ctx: BtfTracePointContext) -> i32 {
         return 0;
     };
     // The idle loop stops the tick right after the switch to idle, seen or not.
-    check_handover(counters);
+    check_handover(counters, unsafe { bpf_get_current_task() } as *const u8);
     if ctx.arg::<u64>(0) as i32 != 0 {
         counters.tick_stopped = 1;
     }
@@ -241,8 +241,8 @@ pub fn tick_stop(ctx: BtfTracePointContext) -> i32 {
 /// Where this CPU's last switch event is not the whole story: a handover without an event,
 /// and sleepers left queued that the kernel dequeued while picking without one.
 #[inline(always)]
-fn check_handover(counters: &mut Counters) {
-    notice_unseen_handover(counters);
+fn check_handover(counters: &mut Counters, current: *const u8) {
+    notice_unseen_handover(counters, current);
     if layout().sched_delayed_offset != 0 && counters.delayed_count != 0 {
         settle_delayed(counters, unsafe { bpf_ktime_get_ns() });
     }

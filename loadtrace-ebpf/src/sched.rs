@@ -30,7 +30,7 @@
 //! resolved from the running kernel's BTF and handed over as read-only globals.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel, generated},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -41,7 +41,7 @@ use loadtrace_common::{
 };
 
 use crate::{
-    loadavg::{Samples, left_idle, run_queue_at},
+    loadavg::{Samples, calc_load_update, left_idle},
     maps::{counters, layout},
     tasks::{begin_update, end_update, insert, lookup, new_entry, send_exit},
 };
@@ -231,13 +231,12 @@ fn state_after_switch_out(preempt: bool, prev_state: u32) -> u8 {
 /// thread found running arrived after that, when exactly its own CPU time tells at its
 /// departure.
 #[inline(always)]
-pub fn notice_unseen_handover(counters: &mut Counters) {
+pub fn notice_unseen_handover(counters: &mut Counters, current: *const u8) {
     let named = counters.curr_tid;
     if named == u64::from(UNKNOWN_TID) || counters.last_switch_ns == 0 {
         return;
     }
     let l = layout();
-    let current = unsafe { bpf_get_current_task() } as *const u8;
     let Some(pid) = read_at::<u32>(current, l.pid_offset) else {
         return;
     };
@@ -249,11 +248,7 @@ pub fn notice_unseen_handover(counters: &mut Counters) {
     let arrived = counters.last_switch_ns;
     let left = if named == 0 {
         // Out of idle: as a switch from the idle task would.
-        left_idle(counters, || {
-            run_queue_at(current)
-                .and_then(|rq| read_at(rq, l.rq_calc_load_update_offset))
-                .unwrap_or(0)
-        });
+        left_idle(counters, || calc_load_update(current).unwrap_or(0));
         arrived
     } else {
         let unknown = counters.arrival_unknown != 0;
@@ -332,8 +327,7 @@ fn close_unseen_run(
         samples.note_fold_lag(task, left, -1, counters);
     }
     let iowait = if next_state == UNINTERRUPTIBLE {
-        read_at::<u8>(task, l.in_iowait_offset)
-            .map_or(0, |b| (u32::from(b) & l.in_iowait_mask != 0) as u8)
+        read_at::<u8>(task, l.in_iowait_offset).map_or(0, iowait_bit)
     } else {
         0
     };
@@ -549,8 +543,13 @@ fn close_run(
 
 #[inline(always)]
 fn in_iowait(task: *const u8) -> u8 {
-    let l = layout();
-    (u32::from(read_u8(task, l.in_iowait_offset)) & l.in_iowait_mask != 0) as u8
+    iowait_bit(read_u8(task, layout().in_iowait_offset))
+}
+
+/// `in_iowait` out of the byte that holds the bitfield.
+#[inline(always)]
+fn iowait_bit(byte: u8) -> u8 {
+    (u32::from(byte) & layout().in_iowait_mask != 0) as u8
 }
 
 /// `sched_update_nr_running_tp(rq *rq, int change)`: the kernel moving threads in and out of

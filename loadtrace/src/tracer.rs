@@ -92,8 +92,9 @@ pub fn check_left_out(left_out: &[String]) -> Result<()> {
 
 /// The programs to attach, in order: the scheduler hooks, the `nr_running` hook, the block
 /// hooks that make sense together, and the load-sample hook where the kernel side can reach
-/// the run queue (with [`TICK_STOP_HOOK`] before it), of the `optional` ones the kernel has (a subset of [`BLOCK_HOOKS`], [`NR_RUNNING_HOOK`],
-/// [`LOAD_SAMPLE_HOOK`] and [`TICK_STOP_HOOK`]); less those in `left_out`.
+/// the run queue (with [`TICK_STOP_HOOK`] before it), of the `optional` ones the kernel has
+/// (a subset of [`BLOCK_HOOKS`], [`NR_RUNNING_HOOK`], [`LOAD_SAMPLE_HOOK`] and
+/// [`TICK_STOP_HOOK`]); less those in `left_out`.
 fn hooks_to_attach(
     load_samples: bool,
     optional: &[&'static str],
