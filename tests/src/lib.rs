@@ -18,6 +18,7 @@ mod lines;
 pub mod loadtrace;
 pub mod procfs;
 pub mod report;
+pub mod samples;
 pub mod workload;
 
 pub use loadtrace::{Loadtrace, Options, Received, reports_within, runnable_against_run_queues};

@@ -77,6 +77,10 @@ enum Command {
         /// disk's interrupts apart from wakeups on the writer's own).
         #[arg(long, value_name = "CPU")]
         writer_cpu: Option<usize>,
+        /// Keep the fork storm's forker, and so its children, on this CPU (no wakeup of the
+        /// forker then crosses CPUs).
+        #[arg(long, value_name = "CPU")]
+        forker_cpu: Option<usize>,
     },
     /// Boot the pinned kernels under QEMU and run the integration tests inside them.
     VmTest {
@@ -129,11 +133,13 @@ fn run(cli: Cli) -> Result<()> {
             secs,
             only,
             writer_cpu,
+            forker_cpu,
         } => validate::run(&validate::Options {
             kernel,
             secs,
             only,
             writer_cpu,
+            forker_cpu,
         }),
         Command::VmTest { kernel } => vm::run(&kernel),
     }

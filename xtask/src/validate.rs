@@ -16,6 +16,8 @@ pub struct Options {
     pub only: String,
     /// Keep the disk writer on this CPU.
     pub writer_cpu: Option<usize>,
+    /// Keep the fork storm's forker and its children on this CPU.
+    pub forker_cpu: Option<usize>,
 }
 
 const TABLE_BEGIN: &str = "VALIDATE-TABLE-BEGIN";
@@ -60,6 +62,9 @@ fn validator_args(opts: &Options) -> Vec<String> {
     }
     if let Some(cpu) = opts.writer_cpu {
         args.extend(["--writer-cpu".to_string(), cpu.to_string()]);
+    }
+    if let Some(cpu) = opts.forker_cpu {
+        args.extend(["--forker-cpu".to_string(), cpu.to_string()]);
     }
     args
 }

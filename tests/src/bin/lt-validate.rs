@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use loadtrace_tests::blockdev;
 use loadtrace_tests::procfs::{self, DelayAccounting, Schedstat};
 use loadtrace_tests::{
     DiskSum, Loadtrace, Options, Process, Received, Workload, reports_within,
     runnable_against_run_queues, scratch_path, workload_bin_or,
 };
+use loadtrace_tests::{blockdev, samples};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -40,6 +40,10 @@ struct Cli {
     /// two CPUs enter its accounting of each sleep (see ACCURACY.md).
     #[arg(long, value_name = "CPU")]
     writer_cpu: Option<usize>,
+    /// Keep the fork storm's forker, and so its children, on this CPU. Every child's exit
+    /// then wakes the forker on the CPU it runs on, and no wakeup crosses CPUs.
+    #[arg(long, value_name = "CPU")]
+    forker_cpu: Option<usize>,
 }
 
 /// What each scenario starts. Every scenario runs its workloads for the whole traced span.
@@ -160,12 +164,16 @@ fn main() -> Result<()> {
 
 fn print_table(kernel: &str, cli: &Cli, outcomes: &[Outcome]) {
     println!("VALIDATE-TABLE-BEGIN");
-    let pinned = cli
+    let writer_pinned = cli
         .writer_cpu
         .map(|cpu| format!(" The disk writer is kept on CPU {cpu}."))
         .unwrap_or_default();
+    let forker_pinned = cli
+        .forker_cpu
+        .map(|cpu| format!(" The forker and its children are kept on CPU {cpu}."))
+        .unwrap_or_default();
     println!(
-        "Kernel {kernel}, {} s per scenario, reports every {} s.{pinned}\n",
+        "Kernel {kernel}, {} s per scenario, reports every {} s.{writer_pinned}{forker_pinned}\n",
         cli.secs, cli.interval
     );
     println!("| scenario | comparison | loadtrace | kernel | error |");
@@ -263,7 +271,13 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         workloads.push(("vfork parent", workload(&["vfork-d", "--secs", &secs])?));
     }
     if scenario == Scenario::ForkStorm {
-        workloads.push(("forker", workload(&["forks", "--count", "1000000000"])?));
+        let cpu = cli.forker_cpu.map(|c| c.to_string());
+        let mut args = vec![];
+        if let Some(cpu) = &cpu {
+            args.extend(["--on-cpu", cpu]);
+        }
+        args.extend(["forks", "--count", "1000000000"]);
+        workloads.push(("forker", workload(&args)?));
     }
     // Let the workloads get going and their threads exist before the baseline.
     std::thread::sleep(Duration::from_secs(2));
@@ -567,11 +581,9 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
 /// error, against loadtrace's time average over the same reports: where the load is
 /// bursty, a gap within a few standard errors is the kernel's sampling, not a miscount.
 fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
-    // EXP_1 / FIXED_1 in kernel/sched/loadavg.c.
-    const DECAY: f64 = 1884.0 / 2048.0;
     let samples: Vec<f64> = span
         .windows(2)
-        .map(|w| (w[1].report.loadavg[0] - w[0].report.loadavg[0] * DECAY) / (1.0 - DECAY))
+        .map(|w| samples::folded_between(w[0].report.loadavg[0], w[1].report.loadavg[0]))
         .collect();
     if samples.len() < 2 {
         return;
@@ -584,7 +596,7 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     // by sd * sqrt(w / (2 - w)), w = 1 - EXP_1 / FIXED_1; its mean absolute difference from
     // that level is sqrt(2 / pi) times as much. No reconstruction from the time average can
     // follow the kernel's average closer than this, however exact.
-    let w = 1.0 - DECAY;
+    let w = 1.0 - samples::DECAY_1M;
     let sampling_mad = (2.0 / std::f64::consts::PI).sqrt() * sd * (w / (2.0 - w)).sqrt();
     // In % of the load, as the 1-minute rows' error is, unless the load is next to nothing.
     let sampling_error = if mean >= 0.05 {
@@ -603,6 +615,41 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
         ),
         traced,
         mean,
+        "",
+    ));
+    // Sample by sample: loadtrace's reconstructed average gives back the counts it folded
+    // the same way, so each of the kernel's samples can be checked, not only their mean.
+    let kernel: Vec<f64> = span.iter().map(|r| r.report.loadavg[0]).collect();
+    let traced: Vec<f64> = span
+        .iter()
+        .map(|r| r.report.load.reconstructed_1m)
+        .collect();
+    let off = samples::samples_off(&kernel, &traced);
+    let start = span[0].at;
+    let where_off: Vec<String> = off
+        .iter()
+        .map(|o| {
+            format!(
+                "{} where the kernel counted {} at {:.0} s",
+                o.traced,
+                o.kernel,
+                (span[o.reading].at - start).as_secs_f64()
+            )
+        })
+        .collect();
+    let listed = if where_off.is_empty() {
+        String::new()
+    } else {
+        format!("; loadtrace {}", where_off.join(", "))
+    };
+    rows.push(Row::new(
+        format!(
+            "the kernel's samples that loadtrace counted alike, of {} (each recovered from \
+             successive 1-minute averages, as whole tasks{listed})",
+            samples.len()
+        ),
+        (samples.len() - off.len()) as f64,
+        samples.len() as f64,
         "",
     ));
 }
