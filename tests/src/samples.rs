@@ -14,6 +14,15 @@ pub fn folded_between(before: f64, after: f64) -> f64 {
     (after - before * DECAY_1M) / (1.0 - DECAY_1M)
 }
 
+/// Every count folded in along a series of 1-minute averages read one fold apart: the count
+/// at index i lies between readings i and i + 1.
+pub fn folded(series: &[f64]) -> Vec<f64> {
+    series
+        .windows(2)
+        .map(|w| folded_between(w[0], w[1]))
+        .collect()
+}
+
 /// A sample at which two averages read at the same moments folded different whole counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleOff {
@@ -23,18 +32,13 @@ pub struct SampleOff {
     pub traced: i64,
 }
 
-/// Every sample where `traced` folded a different whole count than `kernel`; both are series
-/// of 1-minute averages read one fold apart, at the same moments.
+/// Every sample where `traced` folded a different whole count than `kernel`; both are counts
+/// given back by `folded` from averages read at the same moments.
 pub fn samples_off(kernel: &[f64], traced: &[f64]) -> Vec<SampleOff> {
-    let counts = |series: &[f64]| -> Vec<i64> {
-        series
-            .windows(2)
-            .map(|w| folded_between(w[0], w[1]).round() as i64)
-            .collect()
-    };
-    counts(kernel)
-        .into_iter()
-        .zip(counts(traced))
+    kernel
+        .iter()
+        .zip(traced)
+        .map(|(k, t)| (k.round() as i64, t.round() as i64))
         .enumerate()
         .filter(|(_, (k, t))| k != t)
         .map(|(i, (kernel, traced))| SampleOff {
@@ -87,10 +91,10 @@ mod tests {
             0, 3, 1, 0, 7, 12, 12, 2, 0, 0, 1, 5, 9, 4, 4, 4, 0, 1, 30, 2,
         ];
         let (shown_series, exact_series) = kernel_readings(&counts);
-        for (w, &c) in shown_series.windows(2).zip(&counts) {
-            assert_eq!(folded_between(w[0], w[1]).round() as u64, c, "{w:?}");
+        for (count, &c) in folded(&shown_series).iter().zip(&counts) {
+            assert_eq!(count.round() as u64, c, "{count}");
         }
-        assert!(samples_off(&shown_series, &exact_series).is_empty());
+        assert!(samples_off(&folded(&shown_series), &folded(&exact_series)).is_empty());
     }
 
     #[test]
@@ -101,7 +105,7 @@ mod tests {
         let (kernel_series, _) = kernel_readings(&kernel);
         let (_, traced_series) = kernel_readings(&traced);
         assert_eq!(
-            samples_off(&kernel_series, &traced_series),
+            samples_off(&folded(&kernel_series), &folded(&traced_series)),
             vec![SampleOff {
                 reading: 5,
                 kernel: 0,

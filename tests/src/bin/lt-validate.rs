@@ -216,17 +216,24 @@ fn workload(args: &[&str]) -> Result<Workload> {
     Workload::spawn(&bin, args)
 }
 
+/// `workload`, kept on `cpu` when one is given.
+fn workload_on(cpu: Option<usize>, args: &[&str]) -> Result<Workload> {
+    let Some(cpu) = cpu else {
+        return workload(args);
+    };
+    let cpu = cpu.to_string();
+    let mut all = vec!["--on-cpu", &cpu];
+    all.extend_from_slice(args);
+    workload(&all)
+}
+
 /// Endless synchronous writes: real-time where the fair class may delay dequeues, so delay
 /// accounting's blkio figure is one to compare with (see `fair_class_delays_dequeue`).
 fn writer(path: &Path, cpu: Option<usize>) -> Result<Workload> {
     let path = path.to_str().context("disk path is not UTF-8")?;
-    let cpu = cpu.map(|c| c.to_string());
     let mut args = vec![];
     if procfs::fair_class_delays_dequeue()? {
         args.push("--fifo");
-    }
-    if let Some(cpu) = &cpu {
-        args.extend(["--on-cpu", cpu]);
     }
     args.extend([
         "odirect",
@@ -237,7 +244,7 @@ fn writer(path: &Path, cpu: Option<usize>) -> Result<Workload> {
         "--size",
         "4096",
     ]);
-    workload(&args)
+    workload_on(cpu, &args)
 }
 
 fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
@@ -271,13 +278,8 @@ fn run(scenario: Scenario, cli: &Cli) -> Result<Outcome> {
         workloads.push(("vfork parent", workload(&["vfork-d", "--secs", &secs])?));
     }
     if scenario == Scenario::ForkStorm {
-        let cpu = cli.forker_cpu.map(|c| c.to_string());
-        let mut args = vec![];
-        if let Some(cpu) = &cpu {
-            args.extend(["--on-cpu", cpu]);
-        }
-        args.extend(["forks", "--count", "1000000000"]);
-        workloads.push(("forker", workload(&args)?));
+        let forker = workload_on(cli.forker_cpu, &["forks", "--count", "1000000000"])?;
+        workloads.push(("forker", forker));
     }
     // Let the workloads get going and their threads exist before the baseline.
     std::thread::sleep(Duration::from_secs(2));
@@ -581,10 +583,8 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
 /// error, against loadtrace's time average over the same reports: where the load is
 /// bursty, a gap within a few standard errors is the kernel's sampling, not a miscount.
 fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
-    let samples: Vec<f64> = span
-        .windows(2)
-        .map(|w| samples::folded_between(w[0].report.loadavg[0], w[1].report.loadavg[0]))
-        .collect();
+    let kernel: Vec<f64> = span.iter().map(|r| r.report.loadavg[0]).collect();
+    let samples = samples::folded(&kernel);
     if samples.len() < 2 {
         return;
     }
@@ -619,12 +619,11 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     ));
     // Sample by sample: loadtrace's reconstructed average gives back the counts it folded
     // the same way, so each of the kernel's samples can be checked, not only their mean.
-    let kernel: Vec<f64> = span.iter().map(|r| r.report.loadavg[0]).collect();
     let traced: Vec<f64> = span
         .iter()
         .map(|r| r.report.load.reconstructed_1m)
         .collect();
-    let off = samples::samples_off(&kernel, &traced);
+    let off = samples::samples_off(&samples, &samples::folded(&traced));
     let start = span[0].at;
     let where_off: Vec<String> = off
         .iter()
