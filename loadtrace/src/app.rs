@@ -139,8 +139,10 @@ pub async fn run(args: Args) -> Result<()> {
                 let shown = select(processes, &args);
                 let costs = args.bpf_stats.then(|| tracer.program_costs());
                 let verdict = verdict(&summary.figures, cpus, &shown);
+                let folded = samples.take_folded();
                 let report = Report {
                     time: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64(),
+                    monotonic_ns: monotonic_ns(),
                     cpus,
                     kernel: &kernel,
                     loadavg: procfs::loadavg()?,
@@ -148,6 +150,7 @@ pub async fn run(args: Args) -> Result<()> {
                     reconstructed: samples.averages().unwrap_or(reconstructed.averages()),
                     time_average: reconstructed.averages(),
                     load_samples: (samples.counted, samples.late),
+                    samples: &folded,
                     lost: counters.map_full + counters.exits_lost + counters.io_lost,
                     deferred: counters.exits_deferred,
                     map_full: counters.map_full,

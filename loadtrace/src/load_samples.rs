@@ -42,6 +42,25 @@ pub struct LoadSamples {
     pub late: u64,
     /// The latest interval's time-average count, for a late sample.
     fallback: f64,
+    /// The samples folded since the last report, oldest first.
+    folded: Vec<FoldedSample>,
+}
+
+/// One of the kernel's samples as loadtrace folded it in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoldedSample {
+    /// The sample's instant (CLOCK_MONOTONIC ns); for a late sample, the instant it was due
+    /// after the last one counted.
+    pub at_ns: u64,
+    /// Threads that counted toward load at the instant.
+    pub counted: u32,
+    /// Changes after the instant to queues whose CPUs counted later, and before it to queues
+    /// that had counted already (summed over CPUs).
+    pub fold_lag: i64,
+    /// What was folded: the count with the lag, or for a late sample the time average.
+    pub folded: u32,
+    /// Passed before it could be counted.
+    pub late: bool,
 }
 
 impl LoadSamples {
@@ -72,6 +91,11 @@ impl LoadSamples {
             next_jiffy: self.clock.jiffy_of(next_ns).unwrap_or(0),
             fold_ns: next_ns + self.clock.fold_delay_ns(),
         }
+    }
+
+    /// The samples folded since the last call, oldest first.
+    pub fn take_folded(&mut self) -> Vec<FoldedSample> {
+        std::mem::take(&mut self.folded)
     }
 
     pub fn set_fallback(&mut self, active: f64) {
@@ -125,19 +149,37 @@ impl LoadSamples {
         let next = self.clock.next_after(now.max(t) + LEAD_NS);
         // Every sample from `t` up to the next one the kernel side can still be told of.
         let mut passed = next.map_or(1, |n| ((n - t) / period).max(1));
-        if now < t + period {
+        let in_time = now < t + period;
+        if in_time {
             let count = count_at(&readings, t);
             let lag = match self.clock.jiffy_of(t) {
                 Some(jiffy) => tracer.fold_lag(jiffy)?,
                 None => 0,
             };
-            averages.fold_sample(kernel_sample(count, lag));
+            let folded = kernel_sample(count, lag);
+            averages.fold_sample(folded);
+            self.folded.push(FoldedSample {
+                at_ns: t,
+                counted: count,
+                fold_lag: lag,
+                folded,
+                late: false,
+            });
             self.counted += 1;
             passed -= 1;
         }
         // Too late for these: the kernel side has tagged later samples over their tags.
-        for _ in 0..passed {
-            averages.fold_sample(self.fallback.round() as u32);
+        let first_late = if in_time { t + period } else { t };
+        for i in 0..passed {
+            let folded = self.fallback.round() as u32;
+            averages.fold_sample(folded);
+            self.folded.push(FoldedSample {
+                at_ns: first_late + i * period,
+                counted: 0,
+                fold_lag: 0,
+                folded,
+                late: true,
+            });
         }
         self.late += passed;
         if let Some(next) = next {

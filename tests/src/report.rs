@@ -21,6 +21,8 @@ pub struct Report {
     /// Records lost since start (cumulative).
     pub lost: u64,
     pub counters: Counters,
+    /// The kernel's load samples loadtrace folded in since the previous report.
+    pub samples: Vec<Sample>,
     /// Sorted by load, descending.
     pub processes: Vec<Process>,
 }
@@ -49,6 +51,21 @@ pub struct Load {
     pub time_average_1m: f64,
 }
 
+/// One of the kernel's load samples as loadtrace folded it into its averages.
+#[derive(Clone, Copy, Debug, Deserialize)]
+pub struct Sample {
+    /// The sample's instant, seconds since the epoch.
+    pub time: f64,
+    /// Threads loadtrace counted toward load at the instant.
+    pub counted: u32,
+    /// Changes between the instant and the moments the CPUs' ticks counted their queues.
+    pub fold_lag: i64,
+    /// What was folded in: `counted + fold_lag`, or the time average for a late sample.
+    pub folded: u32,
+    /// Passed before loadtrace could count it.
+    pub late: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct Counters {
     pub ringbuf_deferred: u64,
@@ -61,6 +78,8 @@ pub struct Counters {
     /// The kernel's load samples loadtrace counted, and those it missed (cumulative).
     pub load_samples_counted: u64,
     pub load_samples_missed: u64,
+    /// Sleepers left queued that no slot could follow (cumulative).
+    pub queued_unfollowed: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -290,7 +309,8 @@ mod tests {
                         "queued_asleep": 0, "stolen": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0,
                         "time_average_1m": 0}},
                     "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0,
-                        "load_samples_counted": 0, "load_samples_missed": 0}},
+                        "load_samples_counted": 0, "load_samples_missed": 0, "queued_unfollowed": 0}},
+                    "samples": [{{"time": 0.5, "counted": 1, "fold_lag": 0, "folded": 1, "late": false}}],
                     "processes": [{}]}}"#,
                 process_json(&disk_json(ops, avg))
             );

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, ensure};
 use loadtrace_tests::procfs::{self, Schedstat};
 use loadtrace_tests::{
     Loadtrace, Options, Received, Thread, Workload, check, in_vm, note, patience, reports_within,
-    require_root, runnable_against_run_queues, workload_bin,
+    require_root, runnable_against_run_queues, samples, workload_bin,
 };
 
 /// CPU work per fork child: about 0.6 ms on the host; a tenth of the iterations under
@@ -361,7 +361,70 @@ fn reconstructed_load_tracks_kernel() -> Result<()> {
         0.0,
         allowed,
     )
-    .with_context(|| trajectory(&reports))
+    .with_context(|| trajectory(&reports))?;
+    check_sample_records(&reports).with_context(|| trajectory(&reports))
+}
+
+/// The samples each report lists are the kernel's: one per fold, on the kernel's 5-second
+/// grid, every one counted, and what each folded in is the count the kernel folded in,
+/// recovered from the 1-minute averages read just before and just after its fold.
+fn check_sample_records(reports: &[Received]) -> Result<()> {
+    let listed: Vec<_> = reports.iter().flat_map(|r| &r.report.samples).collect();
+    let last = &reports.last().context("no report")?.report;
+    ensure!(
+        listed.len() as u64 == last.counters.load_samples_counted,
+        "{} samples listed, {} counted",
+        listed.len(),
+        last.counters.load_samples_counted
+    );
+    for s in &listed {
+        ensure!(!s.late, "a late sample listed while none was missed: {s:?}");
+        ensure!(
+            i64::from(s.folded) == (i64::from(s.counted) + s.fold_lag).max(0),
+            "folded is not the count with its lag: {s:?}"
+        );
+    }
+    // LOAD_FREQ is 5 s and a tick: 5.001 to 5.01 s whatever the kernel's HZ.
+    for pair in listed.windows(2) {
+        let gap = pair[1].time - pair[0].time;
+        let periods = (gap / 5.0).round();
+        ensure!(
+            periods >= 1.0 && (gap / periods - 5.0055).abs() <= 0.0055,
+            "samples {gap:.4} s apart: not on the kernel's 5-second grid"
+        );
+    }
+    // Reports every second: between two of them the kernel folded at most one sample, the
+    // one the later report lists (a report waits for the count of a sample already folded).
+    let mut off = Vec::new();
+    let mut compared = 0;
+    for pair in reports.windows(2) {
+        let [sample] = pair[1].report.samples.as_slice() else {
+            continue;
+        };
+        let kernel = samples::folded_between(pair[0].report.loadavg[0], pair[1].report.loadavg[0]);
+        compared += 1;
+        if kernel.round() as i64 != i64::from(sample.folded) {
+            off.push(format!("{sample:?} where the kernel folded {kernel:.2}"));
+        }
+    }
+    note(&format!(
+        "samples folded: {} of {compared} as the kernel folded them",
+        compared - off.len()
+    ));
+    ensure!(
+        compared + 1 >= listed.len(),
+        "only {compared} of {} samples could be set beside the kernel's",
+        listed.len()
+    );
+    // Now and then a thread is counted one off at a sample (ACCURACY.md); more than a few
+    // in two minutes is a regression.
+    ensure!(
+        off.len() <= 3,
+        "{} of {compared} samples folded other than the kernel's: {}",
+        off.len(),
+        off.join("; ")
+    );
+    Ok(())
 }
 
 /// Every report's load, reconstruction and kernel average: where they parted shows

@@ -21,6 +21,7 @@ struct Interval<'a> {
     load: Load,
     lost: u64,
     counters: CountersOut,
+    samples: Vec<SampleOut>,
     verdict: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     programs: Option<Vec<ProgramOut>>,
@@ -52,6 +53,15 @@ struct Load {
     time_average_1m: f64,
     time_average_5m: f64,
     time_average_15m: f64,
+}
+
+#[derive(Serialize)]
+struct SampleOut {
+    time: f64,
+    counted: u32,
+    fold_lag: i64,
+    folded: u32,
+    late: bool,
 }
 
 #[derive(Serialize)]
@@ -175,6 +185,17 @@ pub fn render(r: &Report) -> String {
             load_samples_counted: r.load_samples.0,
             load_samples_missed: r.load_samples.1,
         },
+        samples: r
+            .samples
+            .iter()
+            .map(|s| SampleOut {
+                time: r.time - r.monotonic_ns.saturating_sub(s.at_ns) as f64 / 1e9,
+                counted: s.counted,
+                fold_lag: s.fold_lag,
+                folded: s.folded,
+                late: s.late,
+            })
+            .collect(),
         verdict: r.verdict,
         programs: r.program_costs.map(|costs| {
             costs

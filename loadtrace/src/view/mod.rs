@@ -4,6 +4,7 @@ pub mod json;
 pub mod table;
 
 use crate::{
+    load_samples::FoldedSample,
     model::process::{IntervalSummary, ProcessInterval},
     tracer::ProgramCost,
 };
@@ -24,6 +25,10 @@ pub struct Report<'a> {
     pub time_average: [f64; 3],
     /// The kernel's samples counted, and those missed (folded with the time average).
     pub load_samples: (u64, u64),
+    /// The samples folded in since the last report.
+    pub samples: &'a [FoldedSample],
+    /// CLOCK_MONOTONIC at `time`, to place the samples in wall-clock time.
+    pub monotonic_ns: u64,
     /// Totals never delivered, cumulative.
     pub lost: u64,
     /// Exits delivered late (ring buffer full), cumulative; not lost.

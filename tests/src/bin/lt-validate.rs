@@ -653,11 +653,28 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     ));
 }
 
-/// Every report's load figures, one JSON line each, for looking into an error afterwards.
+/// Every report's load figures, one JSON line each, for looking into an error afterwards:
+/// with the samples loadtrace folded in since the report before (their times in seconds from
+/// the first report) and the count the kernel folded in over the same stretch, recovered
+/// from the two reports' 1-minute averages.
 fn print_trajectory(scenario: Scenario, span: &[Received]) {
-    let start = span[0].at;
+    let (start, start_time) = (span[0].at, span[0].report.time);
+    let mut before: Option<f64> = None;
     for r in span {
         let (report, load) = (&r.report, &r.report.load);
+        let samples: Vec<Value> = report
+            .samples
+            .iter()
+            .map(|s| {
+                json!({
+                    "t": s.time - start_time,
+                    "counted": s.counted,
+                    "fold_lag": s.fold_lag,
+                    "folded": s.folded,
+                    "late": s.late,
+                })
+            })
+            .collect();
         println!(
             "{}",
             json!({
@@ -669,8 +686,13 @@ fn print_trajectory(scenario: Scenario, span: &[Received]) {
                 "queued_asleep": load.queued_asleep,
                 "reconstructed": [load.reconstructed_1m, load.reconstructed_5m],
                 "loadavg": [report.loadavg[0], report.loadavg[1]],
+                "samples": samples,
+                "kernel_folded": before.map(|b| samples::folded_between(b, report.loadavg[0])),
+                "queued_unfollowed": report.counters.queued_unfollowed,
+                "unseen_handovers": report.counters.unseen_handovers,
             })
         );
+        before = Some(report.loadavg[0]);
     }
 }
 
