@@ -226,6 +226,13 @@ pub struct Counters {
     /// moments before its event fires. Cleared when a wakeup takes it.
     pub queue_add_ns: u64,
     pub queue_add_rq: u64,
+    /// This CPU's run queue (`struct rq *`), noted by its timer hook: where a thread moved
+    /// here from another CPU is counted.
+    pub rq: u64,
+    /// Queued threads moved between a CPU whose queue had counted for a sample and one whose
+    /// queue had not, between the sample's instant and its fold: the kernel's sample holds
+    /// each twice or not at all.
+    pub sample_migrations: u64,
 }
 
 /// Latency histogram: bucket 0 holds everything under 1 µs; above that, each power of two of
@@ -403,6 +410,9 @@ pub struct TaskLayout {
     /// `prev_steal_time_rq` in `rq` (0: absent, no CONFIG_PARAVIRT_TIME_ACCOUNTING): the
     /// steal time the run queue's clock has left out of its tasks' CPU time so far.
     pub rq_steal_offset: u32,
+    /// `on_rq` in `task_struct`: `TASK_ON_RQ_MIGRATING` while a queued thread moves between
+    /// CPUs' run queues.
+    pub on_rq_offset: u32,
 }
 
 #[cfg(test)]

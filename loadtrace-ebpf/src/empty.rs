@@ -30,3 +30,8 @@ pub fn empty_sched_update_nr_running_tp(_ctx: BtfTracePointContext) -> i32 {
 pub fn empty_hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
+
+#[btf_tracepoint(function = "sched_migrate_task")]
+pub fn empty_sched_migrate_task(_ctx: BtfTracePointContext) -> i32 {
+    0
+}

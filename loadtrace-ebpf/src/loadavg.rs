@@ -31,6 +31,11 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     };
     let current = unsafe { bpf_get_current_task() } as *const u8;
     check_handover(counters, current);
+    if counters.rq == 0
+        && let Some(rq) = run_queue(current)
+    {
+        counters.rq = rq as u64;
+    }
     // Jiffies first: the clock read after it is at or after the jiffy's start. The clock is
     // read only for a jiffy this CPU has not seen yet.
     let jiffies = unsafe { bpf_jiffies64() };
@@ -124,17 +129,30 @@ impl Samples {
     /// the instant's count knows.
     #[inline(always)]
     pub fn note_fold_lag(self, task: *const u8, now: u64, delta: i64, counters: &mut Counters) {
+        if !self.near_sample(now) {
+            return;
+        }
+        if let Some(rq) = run_queue(task) {
+            self.note_fold_lag_on(rq, now, delta, counters);
+        }
+    }
+
+    /// Whether `now` falls in the few ticks around a sample where changes are noted.
+    #[inline(always)]
+    fn near_sample(self, now: u64) -> bool {
+        self.0.is_some_and(|at| {
+            at.next_ns != 0 && now >= at.next_ns.saturating_sub(EARLY_NS) && now < at.fold_ns
+        })
+    }
+
+    /// `note_fold_lag` for a change to the run queue `rq`; `now` is near the sample.
+    #[inline(always)]
+    fn note_fold_lag_on(self, rq: *const u8, now: u64, delta: i64, counters: &mut Counters) {
         let Some(at) = self.0 else {
             return;
         };
-        if at.next_ns == 0 || now < at.next_ns.saturating_sub(EARLY_NS) || now >= at.fold_ns {
-            return;
-        }
         let before_instant = now < at.next_ns;
         let l = layout();
-        let Some(rq) = run_queue(task) else {
-            return;
-        };
         let Some(owes) = read_at::<u64>(rq, l.rq_calc_load_update_offset) else {
             return;
         };
@@ -181,6 +199,56 @@ impl Samples {
             self.note_fold_lag(task, now, 1, counters);
         }
     }
+}
+
+/// `task_struct::on_rq` while a queued thread is taken off one CPU's run queue and put on
+/// another's (kernel/sched/sched.h).
+const TASK_ON_RQ_MIGRATING: u32 = 2;
+
+/// `sched_migrate_task(task *p, int dest_cpu)`: a thread is about to move to another CPU. One
+/// still queued takes its place in `nr_running` along: where one of the two queues has
+/// counted for a sample and the other has not, the kernel's sample holds it twice, or not at
+/// all, while the instant's count holds it once. A sleeper being woken elsewhere (`on_rq` 0)
+/// joins a queue only at its wakeup, which that hook notes.
+///
+/// Migrations are a small share of switches; away from a sample this is one map lookup and
+/// a clock read.
+#[btf_tracepoint(function = "sched_migrate_task")]
+#[inline(always)]
+pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
+    let samples = Samples::get();
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !samples.near_sample(now) {
+        return 0;
+    }
+    let Some(counters) = counters() else {
+        return 0;
+    };
+    let task: *const u8 = ctx.arg(0);
+    let dest = ctx.arg::<u64>(1) as u32;
+    let Some(on_rq) = read_at::<u32>(task, layout().on_rq_offset) else {
+        return 0;
+    };
+    if on_rq != TASK_ON_RQ_MIGRATING {
+        return 0;
+    }
+    let (Some(from), Some(to)) = (run_queue(task), counters_of(dest)) else {
+        return 0;
+    };
+    let to = unsafe { (*to).rq } as *const u8;
+    if to.is_null() || to == from {
+        return 0;
+    }
+    let counted = |rq: *const u8| {
+        read_at::<u64>(rq, layout().rq_calc_load_update_offset)
+            .map(|owes| samples.0.is_some_and(|at| owes > at.next_jiffy))
+    };
+    if counted(from) != counted(to) {
+        counters.sample_migrations += 1;
+    }
+    samples.note_fold_lag_on(from, now, -1, counters);
+    samples.note_fold_lag_on(to, now, 1, counters);
+    0
 }
 
 /// How long before a sample's instant a queue may already have counted for it: the instant

@@ -73,6 +73,7 @@ static LAYOUT: TaskLayout = TaskLayout {
     rq_calc_load_update_offset: 0,
     rq_cpu_offset: 0,
     rq_steal_offset: 0,
+    on_rq_offset: 0,
 };
 
 #[inline(always)]

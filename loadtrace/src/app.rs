@@ -157,6 +157,7 @@ pub async fn run(args: Args) -> Result<()> {
                     switches: counters.switches,
                     unseen_handovers: counters.unseen_handovers,
                     queued_unfollowed: counters.delayed_unfollowed,
+                    sample_migrations: counters.sample_migrations,
                     verdict: &verdict,
                     processes: &shown,
                     thread_detail: args.pid.is_some(),

@@ -59,6 +59,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         None => field("state")?
             .ok_or_else(|| anyhow!("task_struct has neither `__state` nor `state`"))?,
     };
+    let on_rq = field("on_rq")?.ok_or_else(|| anyhow!("task_struct has no `on_rq`"))?;
     let in_iowait = field("in_iowait")?.ok_or_else(|| anyhow!("task_struct has no `in_iowait`"))?;
     // The kernel's run-queue wait per task (CONFIG_SCHED_INFO, present in every distribution
     // kernel: schedstat and delay accounting need it).
@@ -106,6 +107,7 @@ fn layout(btf: &Btf) -> Result<TaskLayout> {
         rq_calc_load_update_offset: rq_fields[2],
         rq_cpu_offset: rq_fields[3],
         rq_steal_offset: rq_fields[4],
+        on_rq_offset: on_rq / 8,
     })
 }
 
@@ -219,6 +221,7 @@ mod tests {
             "se.cfs_rq->rq->calc_load_update found"
         );
         assert!(layout.rq_cpu_offset > 0, "rq->cpu found");
+        assert!(layout.on_rq_offset > 0, "task_struct.on_rq found");
         let version = crate::preflight::kernel_version(&crate::procfs::kernel_release());
         assert_eq!(
             layout.sched_delayed_offset != 0,

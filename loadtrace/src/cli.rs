@@ -40,8 +40,8 @@ pub struct Args {
     #[arg(long)]
     pub bpf_stats: bool,
 
-    /// Leave this hook unattached (sched_wakeup, sched_update_nr_running_tp or a block
-    /// hook), to measure what it costs. The figures it makes exact are then not.
+    /// Leave this hook unattached (sched_wakeup, sched_update_nr_running_tp,
+    /// hrtimer_expire_exit, sched_migrate_task or a block hook), to measure what it costs. The figures it makes exact are then not.
     #[arg(long, value_name = "HOOK", hide = true)]
     pub leave_out: Vec<String>,
 

@@ -41,6 +41,10 @@ pub const NR_RUNNING_HOOK: &str = "sched_update_nr_running_tp";
 /// tick's is where the kernel samples).
 pub const LOAD_SAMPLE_HOOK: &str = "hrtimer_expire_exit";
 
+/// Where a queued thread moves between CPUs' run queues, in the few ticks around a load
+/// sample: the kernel's sample can then hold it twice, or not at all.
+pub const MIGRATE_HOOK: &str = "sched_migrate_task";
+
 /// Where a CPU stops its tick in idle (NO_HZ kernels): the kernel counts its run queue for
 /// the load average then, and again only if a tick comes before the CPU leaves idle.
 pub const TICK_STOP_HOOK: &str = "tick_stop";
@@ -56,6 +60,7 @@ const EMPTY_PROGRAMS: &[(&str, &str)] = &[
     ("sched_wakeup_new", "empty_sched_wakeup_new"),
     (NR_RUNNING_HOOK, "empty_sched_update_nr_running_tp"),
     (LOAD_SAMPLE_HOOK, "empty_hrtimer_expire_exit"),
+    (MIGRATE_HOOK, "empty_sched_migrate_task"),
 ];
 
 /// The program to attach to each hook: its own, or with `empty`, its empty stand-in (hooks
@@ -71,7 +76,12 @@ fn programs_for(hooks: &[&'static str], empty: bool) -> Vec<(&'static str, &'sta
 }
 
 /// The switch hook and the fork hook hold the accounting together; the others refine it.
-const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &["sched_wakeup", NR_RUNNING_HOOK, LOAD_SAMPLE_HOOK];
+const HOOKS_THAT_CAN_BE_LEFT_OUT: &[&str] = &[
+    "sched_wakeup",
+    NR_RUNNING_HOOK,
+    LOAD_SAMPLE_HOOK,
+    MIGRATE_HOOK,
+];
 
 /// Refuses to leave out a hook the accounting cannot do without (`--leave-out`, for
 /// measuring what each refining hook costs).
@@ -92,7 +102,8 @@ pub fn check_left_out(left_out: &[String]) -> Result<()> {
 
 /// The programs to attach, in order: the scheduler hooks, the `nr_running` hook, the block
 /// hooks that make sense together, and the load-sample hook where the kernel side can reach
-/// the run queue (with [`TICK_STOP_HOOK`] before it), of the `optional` ones the kernel has
+/// the run queue (with [`TICK_STOP_HOOK`] and [`MIGRATE_HOOK`] before it), of the `optional`
+/// ones the kernel has
 /// (a subset of [`BLOCK_HOOKS`], [`NR_RUNNING_HOOK`], [`LOAD_SAMPLE_HOOK`] and
 /// [`TICK_STOP_HOOK`]); less those in `left_out`.
 fn hooks_to_attach(
@@ -124,8 +135,8 @@ fn hooks_to_attach(
             && !left_out.iter().any(|l| l == LOAD_SAMPLE_HOOK),
         optional.contains(&TICK_STOP_HOOK),
     ) {
-        (true, true) => &[TICK_STOP_HOOK, LOAD_SAMPLE_HOOK],
-        (true, false) => &[LOAD_SAMPLE_HOOK],
+        (true, true) => &[TICK_STOP_HOOK, MIGRATE_HOOK, LOAD_SAMPLE_HOOK],
+        (true, false) => &[MIGRATE_HOOK, LOAD_SAMPLE_HOOK],
         (false, _) => &[],
     };
     SCHED_HOOKS
@@ -552,6 +563,7 @@ impl Tracer {
             sum.io_untracked += c.io_untracked;
             sum.io_lost += c.io_lost;
             sum.delayed_unfollowed += c.delayed_unfollowed;
+            sum.sample_migrations += c.sample_migrations;
         }
         Ok(sum)
     }
@@ -662,6 +674,7 @@ mod tests {
                 NR_RUNNING_HOOK,
                 "block_rq_complete",
                 TICK_STOP_HOOK,
+                MIGRATE_HOOK,
                 LOAD_SAMPLE_HOOK,
             ]
         );
@@ -674,7 +687,11 @@ mod tests {
         assert!(!hooks_to_attach(true, &optional[..1], &[]).contains(&NR_RUNNING_HOOK));
         // Without a way to the run queue the load-sample hooks have nothing to read.
         let without = hooks_to_attach(false, &optional, &[]);
-        assert!(!without.contains(&LOAD_SAMPLE_HOOK) && !without.contains(&TICK_STOP_HOOK));
+        assert!(
+            [LOAD_SAMPLE_HOOK, TICK_STOP_HOOK, MIGRATE_HOOK]
+                .iter()
+                .all(|h| !without.contains(h))
+        );
 
         let left_out = [
             "sched_wakeup".to_owned(),

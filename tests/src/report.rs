@@ -80,6 +80,9 @@ pub struct Counters {
     pub load_samples_missed: u64,
     /// Sleepers left queued that no slot could follow (cumulative).
     pub queued_unfollowed: u64,
+    /// Queued threads moved between a CPU that had counted for a sample and one that had not
+    /// (cumulative).
+    pub sample_migrations: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -309,7 +312,7 @@ mod tests {
                         "queued_asleep": 0, "stolen": 0, "reconstructed_1m": 0, "reconstructed_5m": 0, "reconstructed_15m": 0,
                         "time_average_1m": 0}},
                     "counters": {{"ringbuf_deferred": 0, "map_full": 0, "switches": 9, "unseen_handovers": 0,
-                        "load_samples_counted": 0, "load_samples_missed": 0, "queued_unfollowed": 0}},
+                        "load_samples_counted": 0, "load_samples_missed": 0, "queued_unfollowed": 0, "sample_migrations": 0}},
                     "samples": [{{"time": 0.5, "counted": 1, "fold_lag": 0, "folded": 1, "late": false}}],
                     "processes": [{}]}}"#,
                 process_json(&disk_json(ops, avg))

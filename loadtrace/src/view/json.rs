@@ -71,6 +71,7 @@ struct CountersOut {
     switches: u64,
     unseen_handovers: u64,
     queued_unfollowed: u64,
+    sample_migrations: u64,
     load_samples_counted: u64,
     load_samples_missed: u64,
 }
@@ -182,6 +183,7 @@ pub fn render(r: &Report) -> String {
             switches: r.switches,
             unseen_handovers: r.unseen_handovers,
             queued_unfollowed: r.queued_unfollowed,
+            sample_migrations: r.sample_migrations,
             load_samples_counted: r.load_samples.0,
             load_samples_missed: r.load_samples.1,
         },

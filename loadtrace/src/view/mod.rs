@@ -40,6 +40,9 @@ pub struct Report<'a> {
     /// Sleepers left queued (6.12+ delayed dequeue) that no slot could follow, cumulative:
     /// their queued time is counted as plain sleep.
     pub queued_unfollowed: u64,
+    /// Queued threads moved between a CPU that had counted for a sample and one that had not
+    /// (counted twice or not at all by the kernel), cumulative.
+    pub sample_migrations: u64,
     pub verdict: &'a str,
     /// Already filtered and cut to what is to be shown.
     pub processes: &'a [ProcessInterval],

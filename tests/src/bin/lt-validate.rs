@@ -583,15 +583,30 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
 /// error, against loadtrace's time average over the same reports: where the load is
 /// bursty, a gap within a few standard errors is the kernel's sampling, not a miscount.
 fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
-    let kernel: Vec<f64> = span.iter().map(|r| r.report.loadavg[0]).collect();
-    let samples = samples::folded(&kernel);
+    // The reports that close a stretch holding one of the kernel's folds: the samples come
+    // 5 s and a tick apart, so one report in some 1,250 holds none, and no report lists a
+    // sample before the kernel has folded it.
+    let folds: Vec<usize> = (1..span.len())
+        .filter(|&i| span[i].report.samples.len() == 1)
+        .collect();
+    let recovered = |pick: fn(&Received) -> f64| -> Vec<f64> {
+        folds
+            .iter()
+            .map(|&i| samples::folded_between(pick(&span[i - 1]), pick(&span[i])))
+            .collect()
+    };
+    let samples = recovered(|r| r.report.loadavg[0]);
     if samples.len() < 2 {
         return;
     }
     let n = samples.len() as f64;
     let mean = samples.iter().sum::<f64>() / n;
     let sd = (samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-    let traced = span[1..].iter().map(|r| r.report.load.total).sum::<f64>() / n;
+    let traced = folds
+        .iter()
+        .map(|&i| span[i].report.load.total)
+        .sum::<f64>()
+        / n;
     // An average fed samples that scatter with `sd` around a steady level scatters itself
     // by sd * sqrt(w / (2 - w)), w = 1 - EXP_1 / FIXED_1; its mean absolute difference from
     // that level is sqrt(2 / pi) times as much. No reconstruction from the time average can
@@ -619,11 +634,8 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     ));
     // Sample by sample: loadtrace's reconstructed average gives back the counts it folded
     // the same way, so each of the kernel's samples can be checked, not only their mean.
-    let traced: Vec<f64> = span
-        .iter()
-        .map(|r| r.report.load.reconstructed_1m)
-        .collect();
-    let off = samples::samples_off(&samples, &samples::folded(&traced));
+    let traced = recovered(|r| r.report.load.reconstructed_1m);
+    let off = samples::samples_off(&samples, &traced);
     let start = span[0].at;
     let where_off: Vec<String> = off
         .iter()
@@ -632,7 +644,7 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
                 "{} where the kernel counted {} at {:.0} s",
                 o.traced,
                 o.kernel,
-                (span[o.reading].at - start).as_secs_f64()
+                (span[folds[o.reading - 1]].at - start).as_secs_f64()
             )
         })
         .collect();
@@ -690,6 +702,7 @@ fn print_trajectory(scenario: Scenario, span: &[Received]) {
                 "kernel_folded": before.map(|b| samples::folded_between(b, report.loadavg[0])),
                 "queued_unfollowed": report.counters.queued_unfollowed,
                 "unseen_handovers": report.counters.unseen_handovers,
+                "sample_migrations": report.counters.sample_migrations,
             })
         );
         before = Some(report.loadavg[0]);
