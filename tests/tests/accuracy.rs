@@ -408,18 +408,20 @@ fn check_sample_records(reports: &[Received]) -> Result<()> {
         }
     }
     note(&format!(
-        "samples folded: {} of {compared} as the kernel folded them",
-        compared - off.len()
+        "samples folded: {} of {compared} as the kernel folded them; {} moves between a CPU \
+         that had counted and one that had not",
+        compared - off.len(),
+        last.counters.sample_migrations
     ));
     ensure!(
         compared + 1 >= listed.len(),
         "only {compared} of {} samples could be set beside the kernel's",
         listed.len()
     );
-    // Now and then a thread is counted one off at a sample (ACCURACY.md); more than a few
-    // in two minutes is a regression.
+    // One sample in a few hundred has come out one off (ACCURACY.md); more than two in two
+    // minutes is a regression.
     ensure!(
-        off.len() <= 3,
+        off.len() <= 2,
         "{} of {compared} samples folded other than the kernel's: {}",
         off.len(),
         off.join("; ")
