@@ -31,11 +31,6 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
     };
     let current = unsafe { bpf_get_current_task() } as *const u8;
     check_handover(counters, current);
-    if counters.rq == 0
-        && let Some(rq) = run_queue(current)
-    {
-        counters.rq = rq as u64;
-    }
     // Jiffies first: the clock read after it is at or after the jiffy's start. The clock is
     // read only for a jiffy this CPU has not seen yet.
     let jiffies = unsafe { bpf_jiffies64() };
@@ -43,7 +38,12 @@ pub fn hrtimer_expire_exit(_ctx: BtfTracePointContext) -> i32 {
         counters.jiffy_seen = jiffies;
         counters.jiffy_seen_ns = unsafe { bpf_ktime_get_ns() };
     }
-    let Some(jiffy) = calc_load_update(current) else {
+    let Some(rq) = run_queue(current) else {
+        return 0;
+    };
+    // Where a thread moved here from another CPU is counted (`sched_migrate_task`).
+    counters.rq = rq as u64;
+    let Some(jiffy) = read_at::<u64>(rq, layout().rq_calc_load_update_offset) else {
         return 0;
     };
     let before = counters.calc_load_update;
@@ -145,33 +145,40 @@ impl Samples {
         })
     }
 
-    /// `note_fold_lag` for a change to the run queue `rq`; `now` is near the sample.
+    /// `note_fold_lag` for a change to the run queue `rq`; `now` is near the sample. Whether
+    /// the queue had counted for the sample already.
     #[inline(always)]
-    fn note_fold_lag_on(self, rq: *const u8, now: u64, delta: i64, counters: &mut Counters) {
+    fn note_fold_lag_on(
+        self,
+        rq: *const u8,
+        now: u64,
+        delta: i64,
+        counters: &mut Counters,
+    ) -> bool {
         let Some(at) = self.0 else {
-            return;
+            return false;
         };
         let before_instant = now < at.next_ns;
         let l = layout();
         let Some(owes) = read_at::<u64>(rq, l.rq_calc_load_update_offset) else {
-            return;
+            return false;
         };
         if owes > at.next_jiffy {
             if before_instant {
                 add_fold_lag(counters, at.next_jiffy, -delta);
             }
-            return;
+            return true;
         }
         // The queue's CPU stopped its tick in idle: held back until it is known whether a
         // tick counts the queue again before the CPU leaves idle.
         let Some(cpu) = read_at::<u32>(rq, l.rq_cpu_offset) else {
-            return;
+            return false;
         };
         let here = unsafe { bpf_get_smp_processor_id() };
         if cpu == here {
             if counters.tick_stopped != 0 {
                 hold_fold_lag(counters, at.next_jiffy, delta, before_instant);
-                return;
+                return false;
             }
         } else if let Some(target) = counters_of(cpu)
             && unsafe { (*target).tick_stopped } != 0
@@ -182,11 +189,12 @@ impl Samples {
                 delta,
                 before_instant,
             );
-            return;
+            return false;
         }
         if !before_instant {
             add_fold_lag(counters, at.next_jiffy, delta);
         }
+        false
     }
 
     /// A wakeup of a thread asleep since before tracing began, which the instant's count
@@ -239,15 +247,11 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     if to.is_null() || to == from {
         return 0;
     }
-    let counted = |rq: *const u8| {
-        read_at::<u64>(rq, layout().rq_calc_load_update_offset)
-            .map(|owes| samples.0.is_some_and(|at| owes > at.next_jiffy))
-    };
-    if counted(from) != counted(to) {
+    let from_counted = samples.note_fold_lag_on(from, now, -1, counters);
+    let to_counted = samples.note_fold_lag_on(to, now, 1, counters);
+    if from_counted != to_counted {
         counters.sample_migrations += 1;
     }
-    samples.note_fold_lag_on(from, now, -1, counters);
-    samples.note_fold_lag_on(to, now, 1, counters);
     0
 }
 
