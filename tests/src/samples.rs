@@ -5,6 +5,8 @@
 //! average follows the same recurrence, so its counts come back the same way, and the two can
 //! be set side by side sample by sample.
 
+use crate::Received;
+
 /// EXP_1 / FIXED_1 in kernel/sched/loadavg.c: the weight the 1-minute average keeps at a fold.
 pub const DECAY_1M: f64 = 1884.0 / 2048.0;
 
@@ -14,26 +16,29 @@ pub fn folded_between(before: f64, after: f64) -> f64 {
     (after - before * DECAY_1M) / (1.0 - DECAY_1M)
 }
 
-/// Every count folded in along a series of 1-minute averages read one fold apart: the count
-/// at index i lies between readings i and i + 1.
-pub fn folded(series: &[f64]) -> Vec<f64> {
-    series
-        .windows(2)
-        .map(|w| folded_between(w[0], w[1]))
+/// The reports that close a stretch holding one of the kernel's folds (those that list one
+/// sample: none is listed before the kernel has folded it, and no stretch between two reports
+/// holds two), by index, each with `pick`'s 1-minute average recovered to the count folded
+/// over the stretch.
+pub fn folds_in(reports: &[Received], pick: fn(&Received) -> f64) -> Vec<(usize, f64)> {
+    (1..reports.len())
+        .filter(|&i| reports[i].report.samples.len() == 1)
+        .map(|i| (i, folded_between(pick(&reports[i - 1]), pick(&reports[i]))))
         .collect()
 }
 
 /// A sample at which two averages read at the same moments folded different whole counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SampleOff {
-    /// Index of the later of the two readings the sample lies between.
+    /// The sample's place in the counts compared, from 1: with counts recovered from every
+    /// pair of successive readings, the index of the later reading.
     pub reading: usize,
     pub kernel: i64,
     pub traced: i64,
 }
 
 /// Every sample where `traced` folded a different whole count than `kernel`; both are counts
-/// given back by `folded` from averages read at the same moments.
+/// recovered (`folded_between`) from averages read at the same moments.
 pub fn samples_off(kernel: &[f64], traced: &[f64]) -> Vec<SampleOff> {
     kernel
         .iter()
@@ -54,6 +59,14 @@ mod tests {
     use super::*;
 
     const FIXED_1: u64 = 2048;
+
+    /// Every count folded in along a series of averages read one fold apart.
+    fn folded(series: &[f64]) -> Vec<f64> {
+        series
+            .windows(2)
+            .map(|w| folded_between(w[0], w[1]))
+            .collect()
+    }
 
     /// calc_load() of kernel/sched/loadavg.c, for the 1-minute average.
     fn calc_load(load: u64, tasks: u64) -> u64 {

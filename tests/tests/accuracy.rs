@@ -395,18 +395,14 @@ fn check_sample_records(reports: &[Received]) -> Result<()> {
     }
     // Reports every second: between two of them the kernel folded at most one sample, the
     // one the later report lists (a report waits for the count of a sample already folded).
-    let mut off = Vec::new();
-    let mut compared = 0;
-    for pair in reports.windows(2) {
-        let [sample] = pair[1].report.samples.as_slice() else {
-            continue;
-        };
-        let kernel = samples::folded_between(pair[0].report.loadavg[0], pair[1].report.loadavg[0]);
-        compared += 1;
-        if kernel.round() as i64 != i64::from(sample.folded) {
-            off.push(format!("{sample:?} where the kernel folded {kernel:.2}"));
-        }
-    }
+    let folds = samples::folds_in(reports, |r| r.report.loadavg[0]);
+    let compared = folds.len();
+    let off: Vec<String> = folds
+        .iter()
+        .map(|&(i, kernel)| (reports[i].report.samples[0], kernel))
+        .filter(|(sample, kernel)| kernel.round() as i64 != i64::from(sample.folded))
+        .map(|(sample, kernel)| format!("{sample:?} where the kernel folded {kernel:.2}"))
+        .collect();
     note(&format!(
         "samples folded: {} of {compared} as the kernel folded them; {} moves between a CPU \
          that had counted and one that had not",

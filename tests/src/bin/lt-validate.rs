@@ -583,19 +583,10 @@ fn load_rows(span: &[Received], qualifier: &str, rows: &mut Vec<Row>) {
 /// error, against loadtrace's time average over the same reports: where the load is
 /// bursty, a gap within a few standard errors is the kernel's sampling, not a miscount.
 fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
-    // The reports that close a stretch holding one of the kernel's folds: the samples come
-    // 5 s and a tick apart, so one report in some 1,250 holds none, and no report lists a
-    // sample before the kernel has folded it.
-    let folds: Vec<usize> = (1..span.len())
-        .filter(|&i| span[i].report.samples.len() == 1)
-        .collect();
-    let recovered = |pick: fn(&Received) -> f64| -> Vec<f64> {
-        folds
-            .iter()
-            .map(|&i| samples::folded_between(pick(&span[i - 1]), pick(&span[i])))
-            .collect()
-    };
-    let samples = recovered(|r| r.report.loadavg[0]);
+    // Reports every 5 s against samples 5 s and a tick apart: one in some 1,250 holds none.
+    let kernel = samples::folds_in(span, |r| r.report.loadavg[0]);
+    let folds: Vec<usize> = kernel.iter().map(|&(i, _)| i).collect();
+    let samples: Vec<f64> = kernel.iter().map(|&(_, count)| count).collect();
     if samples.len() < 2 {
         return;
     }
@@ -634,7 +625,10 @@ fn sample_row(span: &[Received], rows: &mut Vec<Row>) {
     ));
     // Sample by sample: loadtrace's reconstructed average gives back the counts it folded
     // the same way, so each of the kernel's samples can be checked, not only their mean.
-    let traced = recovered(|r| r.report.load.reconstructed_1m);
+    let traced: Vec<f64> = samples::folds_in(span, |r| r.report.load.reconstructed_1m)
+        .into_iter()
+        .map(|(_, count)| count)
+        .collect();
     let off = samples::samples_off(&samples, &traced);
     let start = span[0].at;
     let where_off: Vec<String> = off
